@@ -1,0 +1,314 @@
+"""The executor: validate, plan, then run each needed node once, reusing cached results.
+
+    executor = Executor(registry, roots)
+    result = executor.run(graph)                 # every output node
+    result = executor.run(graph, until="7")      # only what node 7 needs
+    result.outputs["7"]["image"], result.files
+
+One Executor keeps its caches between runs (the CLI makes one per process, the TUI one
+per session), so a second run of an edited graph recomputes only what the edit touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .cache import DiskCache, MemoryCache
+from .context import CancelToken, Roots, RunContext
+from .errors import Cancelled, GraphError, NodeExecutionError, NodeInputError, NodegraphError, Problem
+from .events import (
+    Event,
+    NodeCached,
+    NodeFailed,
+    NodeFinished,
+    NodeProgress,
+    NodeStarted,
+    Observer,
+    RunFinished,
+    RunStarted,
+)
+from .graph import Graph, Link, dumps_graph
+from .node import NodeSpec
+from .registry import Registry, build_registry
+from .validate import topological_order, validate
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # "ok", "failed", "cancelled"
+    plan: list[str]
+    outputs: dict[str, dict[str, Any]]  # outputs of the target nodes, by node id then output name
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+    signatures: dict[str, str] = field(default_factory=dict)
+    error: NodegraphError | None = None
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+
+
+def _peak_memory_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    torch = sys.modules.get("torch")  # only if a node already imported it
+    if torch is not None:
+        try:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                peak += int(torch.cuda.max_memory_allocated())
+        except Exception:
+            pass
+    return peak
+
+
+def describe_value(value: Any) -> str:
+    """A short, safe summary of an input value for error messages."""
+    shape = getattr(value, "shape", None)
+    if shape is not None and hasattr(value, "dtype"):
+        dims = "×".join(str(int(d)) for d in shape)
+        return f"{type(value).__name__}[{dims}, {value.dtype}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {describe_value(v)}" for k, v in list(value.items())[:4]) + "}"
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+class Executor:
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        roots: Roots | None = None,
+        memory_budget_bytes: int = 4 * 2**30,
+        disk_cache: bool = True,
+        services: dict[str, Any] | None = None,
+    ) -> None:
+        self.registry = registry or build_registry()
+        self.roots = roots or Roots()
+        self.cache = MemoryCache(memory_budget_bytes)
+        self.disk_cache = DiskCache(self.roots.cache) if disk_cache else None
+        self.services = services if services is not None else {}
+        self.execution_counts: dict[str, int] = {}  # node id -> times actually executed (tests, TUI)
+
+    # -- planning ---------------------------------------------------------------------------------
+    def default_targets(self, graph: Graph) -> list[str]:
+        """Output nodes; if a graph has none, every node nothing else reads from."""
+        outputs = [
+            node_id
+            for node_id, entry in graph.nodes.items()
+            if (spec := self.registry.get(entry.type)) is not None and spec.output_node
+        ]
+        if outputs:
+            return outputs
+        read = {link.node_id for entry in graph.nodes.values() for link in entry.links().values()}
+        return [node_id for node_id in graph.nodes if node_id not in read]
+
+    def plan(self, graph: Graph, targets: Sequence[str] | None = None, until: str | None = None) -> list[str]:
+        if until is not None:
+            targets = [until]
+        targets = list(targets) if targets is not None else self.default_targets(graph)
+        missing = [t for t in targets if t not in graph.nodes]
+        if missing:
+            raise GraphError([Problem("unknown_target", f"no node {t!r} in the graph", node_id=t) for t in missing])
+        return topological_order(graph, targets)
+
+    # -- running ------------------------------------------------------------------------------------
+    def run(
+        self,
+        graph: Graph,
+        targets: Sequence[str] | None = None,
+        until: str | None = None,
+        observers: Iterable[Observer] = (),
+        cancel: CancelToken | None = None,
+        check: bool = True,
+        raise_errors: bool = True,
+    ) -> RunResult:
+        """Validate and run. Raises GraphError if invalid; NodeExecutionError/Cancelled if a
+        node fails or the run is cancelled (unless raise_errors=False: then see result.status)."""
+        if check:
+            problems = validate(graph, self.registry, self.roots)
+            if problems:
+                raise GraphError(problems)
+        observers = list(observers)
+        cancel = cancel or CancelToken()
+        run_id = uuid.uuid4().hex[:12]
+        order = self.plan(graph, targets, until)
+        target_set = set(targets if targets is not None else ([until] if until else self.default_targets(graph)))
+        emit = _Emitter(observers)
+        emit(RunStarted(run_id, tuple(order)))
+
+        # How many planned nodes still read each node's outputs: values are dropped from
+        # the working set after their last reader (the cache may still keep them).
+        readers_left: dict[str, int] = {node_id: 0 for node_id in order}
+        for node_id in order:
+            for link in graph.nodes[node_id].links().values():
+                readers_left[link.node_id] += 1
+
+        graph_json: str | None = None
+        working: dict[str, dict[str, Any]] = {}
+        signatures: dict[str, str] = {}
+        result = RunResult(run_id, "ok", order, {}, signatures=signatures)
+        started = time.perf_counter()
+        nonce = run_id  # enters the key of non-deterministic nodes: they re-run every time
+
+        try:
+            for index, node_id in enumerate(order):
+                cancel.check()
+                entry = graph.nodes[node_id]
+                spec = self.registry.get(entry.type)
+                assert spec is not None  # validated
+                signature = self._signature(spec, entry, signatures, nonce)
+                signatures[node_id] = signature
+
+                outputs = self.cache.get(signature)
+                source = "memory"
+                if outputs is None and spec.persist and self.disk_cache is not None:
+                    outputs = self.disk_cache.get(signature)
+                    source = "disk"
+                    if outputs is not None:
+                        self.cache.put(signature, outputs)
+                if outputs is not None:
+                    result.cached.append(node_id)
+                    emit(NodeCached(run_id, node_id, spec.type_name, source))
+                else:
+                    if spec.output_node and graph_json is None:
+                        graph_json = dumps_graph(graph)
+                    outputs, files = self._execute(
+                        run_id, index, len(order), node_id, spec, entry, working, signature, cancel, emit, graph_json
+                    )
+                    result.executed.append(node_id)
+                    result.files.extend(files)
+                    self.cache.put(signature, outputs)
+                    if spec.persist and self.disk_cache is not None:
+                        self.disk_cache.put(signature, outputs)
+                working[node_id] = outputs
+                if node_id in target_set:
+                    result.outputs[node_id] = outputs
+                for link in entry.links().values():
+                    readers_left[link.node_id] -= 1
+                    if readers_left[link.node_id] == 0 and link.node_id not in target_set:
+                        working.pop(link.node_id, None)
+        except Cancelled as exc:
+            result.status, result.error = "cancelled", exc
+        except NodeExecutionError as exc:
+            result.status, result.error = "failed", exc
+        result.seconds = time.perf_counter() - started
+        emit(
+            RunFinished(
+                run_id,
+                result.status,
+                result.seconds,
+                tuple(result.executed),
+                tuple(result.cached),
+                tuple(result.files),
+            )
+        )
+        if raise_errors and result.error is not None:
+            raise result.error
+        return result
+
+    def _signature(self, spec: NodeSpec, entry: Any, signatures: dict[str, str], nonce: str) -> str:
+        literals = {}
+        links = {}
+        for name, value in entry.inputs.items():
+            if isinstance(value, Link):
+                links[name] = (signatures[value.node_id], value.output)
+            else:
+                literals[name] = value
+        payload = [spec.type_name, spec.code_version, literals, links]
+        if not spec.deterministic:
+            payload.append(nonce)
+        return hashlib.blake2b(_canonical(payload).encode(), digest_size=16).hexdigest()
+
+    def _execute(
+        self,
+        run_id: str,
+        index: int,
+        total: int,
+        node_id: str,
+        spec: NodeSpec,
+        entry: Any,
+        working: dict[str, dict[str, Any]],
+        signature: str,
+        cancel: CancelToken,
+        emit: "_Emitter",
+        graph_json: str | None,
+    ) -> tuple[dict[str, Any], list[Path]]:
+        values: dict[str, Any] = {}
+        for name, value in entry.inputs.items():
+            if isinstance(value, Link):
+                values[name] = working[value.node_id][value.output]
+            else:
+                values[name] = value
+        emit(NodeStarted(run_id, node_id, spec.type_name, index, total))
+
+        def on_progress(step: int, steps: int, preview: Any, text: str) -> None:
+            emit(NodeProgress(run_id, node_id, step, steps, preview, text))
+
+        ctx = RunContext(
+            node_id,
+            spec.type_name,
+            self.roots,
+            cancel,
+            on_progress if emit.observers else None,
+            graph_json,
+            self.services,
+        )
+        ctx.signature = signature
+        begun = time.perf_counter()
+        try:
+            for name, value in values.items():
+                choices = spec.inputs[name].choices
+                if choices is not None and value not in choices:  # a linked STRING into an enum
+                    raise NodeInputError(name, "not one of the allowed names", ", ".join(choices), repr(value))
+            outputs = spec.call(values, ctx)
+        except Cancelled:
+            raise
+        except Exception as exc:
+            summary = ", ".join(f"{k}={describe_value(v)}" for k, v in values.items()) or "(none)"
+            error = NodeExecutionError(node_id, spec.type_name, summary, exc)
+            emit(NodeFailed(run_id, node_id, spec.type_name, error))
+            raise error from exc
+        self.execution_counts[node_id] = self.execution_counts.get(node_id, 0) + 1
+        emit(
+            NodeFinished(
+                run_id,
+                node_id,
+                spec.type_name,
+                time.perf_counter() - begun,
+                _peak_memory_bytes() if emit.observers else 0,
+                tuple(ctx.files),
+            )
+        )
+        return outputs, ctx.files
+
+
+class _Emitter:
+    """Sends events to observers; an observer that raises is reported once and then ignored,
+    so a broken display never breaks a run."""
+
+    def __init__(self, observers: list[Observer]) -> None:
+        self.observers = observers
+
+    def __call__(self, event: Event) -> None:
+        for observer in list(self.observers):
+            try:
+                observer(event)
+            except Cancelled:
+                raise
+            except Exception as exc:  # pragma: no cover - defensive
+                self.observers.remove(observer)
+                print(f"nodegraph: an event observer failed and was removed: {exc!r}", file=sys.stderr)

@@ -1,0 +1,170 @@
+"""Validation before anything runs: every problem at once, each naming the node id, the
+node type, the input, and what was expected versus what was found."""
+
+from __future__ import annotations
+
+import difflib
+from graphlib import CycleError, TopologicalSorter
+from typing import Iterable
+
+from .context import Roots
+from .errors import GraphError, Problem
+from .graph import Graph, Link
+from .node import NodeSpec, literal_problem
+from .registry import Registry
+from .types import FileInput, FileOutput, can_link
+
+
+def validate(graph: Graph, registry: Registry, roots: Roots | None = None) -> list[Problem]:
+    """Return every problem in `graph` (an empty list means it may run)."""
+    problems: list[Problem] = []
+    specs: dict[str, NodeSpec] = {}
+    for node_id, entry in graph.nodes.items():
+        spec = registry.get(entry.type)
+        if spec is None:
+            close = registry.suggest(entry.type)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; run `nodegraph nodes` to list the known types"
+            problems.append(
+                Problem("unknown_node_type", f"unknown node type {entry.type!r}{hint}", node_id, entry.type)
+            )
+            continue
+        specs[node_id] = spec
+
+    for node_id, spec in specs.items():
+        problems.extend(_check_node(graph, node_id, spec, specs, roots))
+
+    problems.extend(_check_cycles(graph))
+    return problems
+
+
+def check(graph: Graph, registry: Registry, roots: Roots | None = None) -> None:
+    problems = validate(graph, registry, roots)
+    if problems:
+        raise GraphError(problems)
+
+
+def _check_node(
+    graph: Graph, node_id: str, spec: NodeSpec, specs: dict[str, NodeSpec], roots: Roots | None
+) -> Iterable[Problem]:
+    entry = graph.nodes[node_id]
+    for name in entry.inputs:
+        if name not in spec.inputs:
+            close = difflib.get_close_matches(name, list(spec.inputs), n=2)
+            known = ", ".join(spec.inputs) or "(none)"
+            hint = f"did you mean {', '.join(close)}?" if close else f"known inputs: {known}"
+            yield Problem("unknown_input", f"no such input; {hint}", node_id, spec.type_name, name)
+
+    for name, input_spec in spec.inputs.items():
+        value = entry.inputs.get(name, _MISSING)
+        if value is _MISSING:
+            if input_spec.required:
+                yield Problem(
+                    "missing_input",
+                    "required input is missing",
+                    node_id,
+                    spec.type_name,
+                    name,
+                    expected=input_spec.type_names if not input_spec.accepts_literal else f"a {input_spec.type_names} value or link",
+                    got="nothing",
+                )
+            continue
+        if isinstance(value, Link):
+            yield from _check_link(graph, node_id, spec, name, value, specs)
+            continue
+        problem = literal_problem(spec, node_id, name, value)
+        if problem is not None:
+            yield problem
+            continue
+        if roots is not None and isinstance(value, str) and input_spec.file is not None:
+            if isinstance(input_spec.file, FileInput):
+                reason = roots.check_read(value, input_spec.file.root)
+            elif isinstance(input_spec.file, FileOutput):
+                reason = roots.check_write(value)
+            else:
+                reason = None
+            if reason:
+                yield Problem("path_outside_roots", reason, node_id, spec.type_name, name, got=repr(value))
+
+
+def _check_link(
+    graph: Graph, node_id: str, spec: NodeSpec, name: str, link: Link, specs: dict[str, NodeSpec]
+) -> Iterable[Problem]:
+    input_spec = spec.inputs[name]
+    source_entry = graph.nodes.get(link.node_id)
+    if source_entry is None:
+        yield Problem(
+            "missing_source_node",
+            f"link from node {link.node_id!r}, which does not exist",
+            node_id,
+            spec.type_name,
+            name,
+        )
+        return
+    source_spec = specs.get(link.node_id)
+    if source_spec is None:
+        return  # its unknown type is already reported
+    output = source_spec.outputs.get(link.output)
+    if output is None:
+        known = ", ".join(source_spec.outputs) or "(none)"
+        yield Problem(
+            "missing_output",
+            f"node {link.node_id!r} ({source_spec.type_name}) has no output {link.output!r}; its outputs: {known}",
+            node_id,
+            spec.type_name,
+            name,
+        )
+        return
+    if not any(can_link(output.type, accepted) for accepted in input_spec.types):
+        yield Problem(
+            "type_mismatch",
+            f"link from {link.node_id}.{link.output} carries the wrong type",
+            node_id,
+            spec.type_name,
+            name,
+            expected=input_spec.type_names,
+            got=output.type.name,
+        )
+
+
+def _check_cycles(graph: Graph) -> list[Problem]:
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for node_id, entry in graph.nodes.items():
+        sorter.add(node_id, *(link.node_id for link in entry.links().values() if link.node_id in graph.nodes))
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        cycle = list(exc.args[1])
+        shown = " -> ".join(cycle)
+        first = cycle[0]
+        return [Problem("cycle", f"the graph has a cycle: {shown}", first, graph.nodes[first].type)]
+    return []
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+def topological_order(graph: Graph, targets: Iterable[str]) -> list[str]:
+    """Nodes needed for `targets`, dependencies first (ties keep file order: stable plans)."""
+    needed: set[str] = set()
+    stack = list(targets)
+    while stack:
+        node_id = stack.pop()
+        if node_id in needed:
+            continue
+        needed.add(node_id)
+        stack.extend(link.node_id for link in graph.nodes[node_id].links().values())
+    position = {node_id: index for index, node_id in enumerate(graph.nodes)}
+    sorter: TopologicalSorter[str] = TopologicalSorter()
+    for node_id in needed:
+        sorter.add(node_id, *(link.node_id for link in graph.nodes[node_id].links().values()))
+    sorter.prepare()
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order.extend(ready)
+        sorter.done(*ready)
+    return order
