@@ -75,9 +75,14 @@ class Roots:
 
     @staticmethod
     def _inside(name: str, base: Path) -> Path | None:
+        if not name or "\x00" in name:
+            return None  # empty names and NUL bytes never name a file
         base = base.resolve()
         target = Path(name)
-        path = (target if target.is_absolute() else base / target).resolve()
+        try:
+            path = (target if target.is_absolute() else base / target).resolve()
+        except (OSError, ValueError, RuntimeError):
+            return None
         if path == base or base in path.parents:
             return path
         return None

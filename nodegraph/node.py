@@ -477,7 +477,7 @@ def node(
             output=output,
             display_name=display_name,
         )
-        (registry or active_registry()).add(spec, replace=replace)
+        (registry if registry is not None else active_registry()).add(spec, replace=replace)
         fn.__nodegraph_spec__ = spec  # type: ignore[union-attr]
         return fn
 

@@ -114,9 +114,6 @@ class Registry:
             else:
                 continue
             module_name = f"nodegraph_plugins_{tag}.{path.stem}"
-            if module_name in sys.modules:
-                loaded.append(path.stem)
-                continue
             spec = importlib.util.spec_from_file_location(module_name, file, submodule_search_locations=search)
             if spec is None or spec.loader is None:
                 continue
@@ -145,7 +142,7 @@ _BUILTINS_LOADED = False
 
 def active_registry() -> Registry:
     """Where @node registers: the registry currently loading a pack, else the default one."""
-    return _ACTIVE or default_registry()
+    return _ACTIVE if _ACTIVE is not None else default_registry()
 
 
 def default_registry() -> Registry:
