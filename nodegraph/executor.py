@@ -55,8 +55,11 @@ class RunResult:
     error: NodegraphError | None = None
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+
+
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+    return _ENCODER.encode(value)
 
 
 def _peak_memory_bytes() -> int:
@@ -102,6 +105,7 @@ class Executor:
         self.disk_cache = DiskCache(self.roots.cache) if disk_cache else None
         self.services = services if services is not None else {}
         self.execution_counts: dict[str, int] = {}  # node id -> times actually executed (tests, TUI)
+        self._last_valid_key: str | None = None
 
     # -- planning ---------------------------------------------------------------------------------
     def default_targets(self, graph: Graph) -> list[str]:
@@ -138,10 +142,28 @@ class Executor:
     ) -> RunResult:
         """Validate and run. Raises GraphError if invalid; NodeExecutionError/Cancelled if a
         node fails or the run is cancelled (unless raise_errors=False: then see result.status)."""
+        # Read every node once: literal inputs (as canonical JSON, the part of the cache key
+        # the node itself contributes) and links (input name, source id, output name).
+        compiled: dict[str, tuple[str, dict[str, Any], str, list[tuple[str, str, str]]]] = {}
+        for node_id, entry in graph.nodes.items():
+            literals, links = {}, []
+            for name, value in entry.inputs.items():
+                if type(value) is Link:
+                    links.append((name, value.source[0], value.source[1]))
+                else:
+                    literals[name] = value
+            compiled[node_id] = (entry.type, literals, _canonical(literals), links)
         if check:
-            problems = validate(graph, self.registry, self.roots)
-            if problems:
-                raise GraphError(problems)
+            # Validation is skipped only for a graph identical to the last one that passed.
+            key = hashlib.blake2b(
+                _canonical([id(self.registry), len(self.registry), str(self.roots), list(compiled.items())]).encode(),
+                digest_size=16,
+            ).hexdigest()
+            if key != self._last_valid_key:
+                problems = validate(graph, self.registry, self.roots)
+                if problems:
+                    raise GraphError(problems)
+                self._last_valid_key = key
         observers = list(observers)
         cancel = cancel or CancelToken()
         run_id = uuid.uuid4().hex[:12]
@@ -154,8 +176,8 @@ class Executor:
         # the working set after their last reader (the cache may still keep them).
         readers_left: dict[str, int] = {node_id: 0 for node_id in order}
         for node_id in order:
-            for link in graph.nodes[node_id].links().values():
-                readers_left[link.node_id] += 1
+            for _, source_id, _ in compiled[node_id][3]:
+                readers_left[source_id] += 1
 
         graph_json: str | None = None
         working: dict[str, dict[str, Any]] = {}
@@ -167,10 +189,9 @@ class Executor:
         try:
             for index, node_id in enumerate(order):
                 cancel.check()
-                entry = graph.nodes[node_id]
-                spec = self.registry.get(entry.type)
-                assert spec is not None  # validated
-                signature = self._signature(spec, entry, signatures, nonce)
+                type_name, literals, literals_json, links = compiled[node_id]
+                spec = self.registry.get(type_name)
+                signature = self._signature(spec, literals_json, links, signatures, nonce)
                 signatures[node_id] = signature
 
                 outputs = self.cache.get(signature)
@@ -182,12 +203,16 @@ class Executor:
                         self.cache.put(signature, outputs)
                 if outputs is not None:
                     result.cached.append(node_id)
-                    emit(NodeCached(run_id, node_id, spec.type_name, source))
+                    if emit.observers:
+                        emit(NodeCached(run_id, node_id, spec.type_name, source))
                 else:
                     if spec.output_node and graph_json is None:
                         graph_json = dumps_graph(graph)
+                    values = dict(literals)
+                    for name, source_id, output_name in links:
+                        values[name] = working[source_id][output_name]
                     outputs, files = self._execute(
-                        run_id, index, len(order), node_id, spec, entry, working, signature, cancel, emit, graph_json
+                        run_id, index, len(order), node_id, spec, values, signature, cancel, emit, graph_json
                     )
                     result.executed.append(node_id)
                     result.files.extend(files)
@@ -197,10 +222,10 @@ class Executor:
                 working[node_id] = outputs
                 if node_id in target_set:
                     result.outputs[node_id] = outputs
-                for link in entry.links().values():
-                    readers_left[link.node_id] -= 1
-                    if readers_left[link.node_id] == 0 and link.node_id not in target_set:
-                        working.pop(link.node_id, None)
+                for _, source_id, _ in links:
+                    readers_left[source_id] -= 1
+                    if readers_left[source_id] == 0 and source_id not in target_set:
+                        working.pop(source_id, None)
         except Cancelled as exc:
             result.status, result.error = "cancelled", exc
         except NodeExecutionError as exc:
@@ -220,18 +245,16 @@ class Executor:
             raise result.error
         return result
 
-    def _signature(self, spec: NodeSpec, entry: Any, signatures: dict[str, str], nonce: str) -> str:
-        literals = {}
-        links = {}
-        for name, value in entry.inputs.items():
-            if isinstance(value, Link):
-                links[name] = (signatures[value.node_id], value.output)
-            else:
-                literals[name] = value
-        payload = [spec.type_name, spec.code_version, literals, links]
+    @staticmethod
+    def _signature(
+        spec: NodeSpec, literals_json: str, links: list[tuple[str, str, str]], signatures: dict[str, str], nonce: str
+    ) -> str:
+        """hash(type, code version, literal inputs, (input, upstream signature, output)...)."""
+        upstream = "\x1f".join(sorted(f"{name}\x1e{signatures[source]}\x1e{output}" for name, source, output in links))
+        text = f"{spec.type_name}\x1d{spec.code_version}\x1d{literals_json}\x1d{upstream}"
         if not spec.deterministic:
-            payload.append(nonce)
-        return hashlib.blake2b(_canonical(payload).encode(), digest_size=16).hexdigest()
+            text += f"\x1d{nonce}"
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
     def _execute(
         self,
@@ -240,20 +263,14 @@ class Executor:
         total: int,
         node_id: str,
         spec: NodeSpec,
-        entry: Any,
-        working: dict[str, dict[str, Any]],
+        values: dict[str, Any],
         signature: str,
         cancel: CancelToken,
         emit: "_Emitter",
         graph_json: str | None,
     ) -> tuple[dict[str, Any], list[Path]]:
-        values: dict[str, Any] = {}
-        for name, value in entry.inputs.items():
-            if isinstance(value, Link):
-                values[name] = working[value.node_id][value.output]
-            else:
-                values[name] = value
-        emit(NodeStarted(run_id, node_id, spec.type_name, index, total))
+        if emit.observers:
+            emit(NodeStarted(run_id, node_id, spec.type_name, index, total))
 
         def on_progress(step: int, steps: int, preview: Any, text: str) -> None:
             emit(NodeProgress(run_id, node_id, step, steps, preview, text))
@@ -283,16 +300,9 @@ class Executor:
             emit(NodeFailed(run_id, node_id, spec.type_name, error))
             raise error from exc
         self.execution_counts[node_id] = self.execution_counts.get(node_id, 0) + 1
-        emit(
-            NodeFinished(
-                run_id,
-                node_id,
-                spec.type_name,
-                time.perf_counter() - begun,
-                _peak_memory_bytes() if emit.observers else 0,
-                tuple(ctx.files),
-            )
-        )
+        if emit.observers:
+            seconds = time.perf_counter() - begun
+            emit(NodeFinished(run_id, node_id, spec.type_name, seconds, _peak_memory_bytes(), tuple(ctx.files)))
         return outputs, ctx.files
 
 

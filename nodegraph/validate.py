@@ -54,8 +54,9 @@ def _check_node(
             hint = f"did you mean {', '.join(close)}?" if close else f"known inputs: {known}"
             yield Problem("unknown_input", f"no such input; {hint}", node_id, spec.type_name, name)
 
+    given = entry.inputs
     for name, input_spec in spec.inputs.items():
-        value = entry.inputs.get(name, _MISSING)
+        value = given.get(name, _MISSING)
         if value is _MISSING:
             if input_spec.required:
                 yield Problem(
@@ -68,12 +69,11 @@ def _check_node(
                     got="nothing",
                 )
             continue
-        if isinstance(value, Link):
+        if type(value) is Link:
             yield from _check_link(graph, node_id, spec, name, value, specs)
             continue
-        problem = literal_problem(spec, node_id, name, value)
-        if problem is not None:
-            yield problem
+        if input_spec.check_literal(value) is not None:
+            yield literal_problem(spec, node_id, name, value)
             continue
         if roots is not None and isinstance(value, str) and input_spec.file is not None:
             if isinstance(input_spec.file, FileInput):
@@ -90,7 +90,8 @@ def _check_link(
     graph: Graph, node_id: str, spec: NodeSpec, name: str, link: Link, specs: dict[str, NodeSpec]
 ) -> Iterable[Problem]:
     input_spec = spec.inputs[name]
-    source_entry = graph.nodes.get(link.node_id)
+    source_id, output_name = link.source
+    source_entry = graph.nodes.get(source_id)
     if source_entry is None:
         yield Problem(
             "missing_source_node",
@@ -100,10 +101,10 @@ def _check_link(
             name,
         )
         return
-    source_spec = specs.get(link.node_id)
+    source_spec = specs.get(source_id)
     if source_spec is None:
         return  # its unknown type is already reported
-    output = source_spec.outputs.get(link.output)
+    output = source_spec.outputs.get(output_name)
     if output is None:
         known = ", ".join(source_spec.outputs) or "(none)"
         yield Problem(
@@ -126,10 +127,45 @@ def _check_link(
         )
 
 
+def dependencies(graph: Graph) -> dict[str, list[str]]:
+    """node id -> ids of the nodes it reads from (links to missing nodes left out)."""
+    nodes = graph.nodes
+    return {
+        node_id: [v.source[0] for v in entry.inputs.values() if type(v) is Link and v.source[0] in nodes]
+        for node_id, entry in nodes.items()
+    }
+
+
+def _kahn(deps: dict[str, list[str]], position: dict[str, int]) -> list[str]:
+    """Dependencies first; among nodes ready together, file order. Leaves out nodes on or
+    behind a cycle (the caller compares lengths)."""
+    import heapq
+
+    waiting = {node_id: len(set(sources)) for node_id, sources in deps.items()}
+    readers: dict[str, list[str]] = {node_id: [] for node_id in deps}
+    for node_id, sources in deps.items():
+        for source in set(sources):
+            readers[source].append(node_id)
+    ready = [(position[n], n) for n, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, node_id = heapq.heappop(ready)
+        order.append(node_id)
+        for reader in readers[node_id]:
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                heapq.heappush(ready, (position[reader], reader))
+    return order
+
+
 def _check_cycles(graph: Graph) -> list[Problem]:
+    deps = dependencies(graph)
+    if len(_kahn(deps, {n: i for i, n in enumerate(deps)})) == len(deps):
+        return []
     sorter: TopologicalSorter[str] = TopologicalSorter()
-    for node_id, entry in graph.nodes.items():
-        sorter.add(node_id, *(link.node_id for link in entry.links().values() if link.node_id in graph.nodes))
+    for node_id, sources in deps.items():
+        sorter.add(node_id, *sources)
     try:
         sorter.prepare()
     except CycleError as exc:
@@ -149,22 +185,17 @@ _MISSING = _Missing()
 
 def topological_order(graph: Graph, targets: Iterable[str]) -> list[str]:
     """Nodes needed for `targets`, dependencies first (ties keep file order: stable plans)."""
-    needed: set[str] = set()
+    deps = dependencies(graph)
+    needed: dict[str, list[str]] = {}
     stack = list(targets)
     while stack:
         node_id = stack.pop()
         if node_id in needed:
             continue
-        needed.add(node_id)
-        stack.extend(link.node_id for link in graph.nodes[node_id].links().values())
+        needed[node_id] = deps[node_id]
+        stack.extend(deps[node_id])
     position = {node_id: index for index, node_id in enumerate(graph.nodes)}
-    sorter: TopologicalSorter[str] = TopologicalSorter()
-    for node_id in needed:
-        sorter.add(node_id, *(link.node_id for link in graph.nodes[node_id].links().values()))
-    sorter.prepare()
-    order: list[str] = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready(), key=position.__getitem__)
-        order.extend(ready)
-        sorter.done(*ready)
+    order = _kahn(needed, position)
+    if len(order) != len(needed):
+        raise GraphError(_check_cycles(graph))
     return order
