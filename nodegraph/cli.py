@@ -51,6 +51,25 @@ def _parser() -> argparse.ArgumentParser:
     nodes.add_argument("--category", help="only this category")
 
     sub.add_parser("schema", help="print the JSON Schema of the graph format")
+
+    lessons = sub.add_parser("lessons", help="the course: list, show, run, check and diff lessons")
+    lessons_sub = lessons.add_subparsers(dest="lessons_command", metavar="ACTION")
+    lessons_sub.add_parser("list", help="every lesson with its title and last check status")
+    show = lessons_sub.add_parser("show", help="a lesson's notes in the terminal")
+    show.add_argument("number", type=int)
+    lrun = lessons_sub.add_parser("run", help="run a lesson's graph (its outputs and checks)")
+    lrun.add_argument("number", type=int)
+    lrun.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.INPUT=VALUE")
+    lrun.add_argument("--out", metavar="DIR")
+    lrun.add_argument("--quiet", action="store_true")
+    lcheck = lessons_sub.add_parser("check", help="run a lesson's checks: N or all")
+    lcheck.add_argument("which", nargs="?", default="all")
+    lcheck.add_argument("--json", action="store_true")
+    ldiff = lessons_sub.add_parser("diff", help="what lesson N adds to its parent")
+    ldiff.add_argument("number", type=int)
+
+    tui = sub.add_parser("tui", help="open the terminal UI (optionally on a graph)")
+    tui.add_argument("graph", nargs="?")
     return parser
 
 
@@ -62,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID
     try:
         return _COMMANDS[args.command](args)
+    except BrokenPipeError:  # output piped into `head` and friends
+        sys.stderr.close()
+        return EXIT_OK
     except GraphError as exc:
         _print_problems(exc.problems, getattr(args, "json", False))
         return EXIT_INVALID
@@ -144,7 +166,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _print_checks(lesson: Any, result: Any) -> None:
+    for node_id in lesson.checks:
+        outcome = result.outputs.get(node_id, {}).get("check")
+        if outcome is not None:
+            mark = "ok  " if outcome["passed"] else "FAIL"
+            print(f"check {mark} {outcome['name']} ({outcome['detail']})", file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace, after: Any = None) -> int:
     from .context import CancelToken
     from .executor import Executor, describe_value
     from .graph import load_graph
@@ -179,6 +209,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         for path in result.files:
             print(path)
+        if after is not None:
+            after(result)
         if result.error is not None:
             print(f"nodegraph: {result.error}", file=sys.stderr)
     return EXIT_OK if result.status == "ok" else EXIT_FAILED
@@ -210,7 +242,110 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"run": cmd_run, "validate": cmd_validate, "nodes": cmd_nodes, "schema": cmd_schema}
+def _status_file(config) -> Path:
+    return config.roots.cache / "lesson_status.json"
+
+
+def _read_status(config) -> dict[str, bool]:
+    try:
+        return json.loads(_status_file(config).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def cmd_lessons(args: argparse.Namespace) -> int:
+    from .lessons import lesson_diff, list_lessons, load_lesson, run_checks
+
+    action = args.lessons_command or "list"
+    if action == "list":
+        config, _ = _setup(args)
+        status = _read_status(config)
+        for lesson in list_lessons():
+            mark = {True: "passed", False: "FAILED"}.get(status.get(str(lesson.number)), "not checked")
+            parent = f"(after {lesson.parent})" if lesson.parent else "(fresh start)"
+            print(f"{lesson.number:2d}  {lesson.title:<42} {lesson.track:<12} {parent:<14} {mark}")
+        return EXIT_OK
+    if action == "show":
+        lesson = load_lesson(args.number)
+        text = lesson.notes()
+        if sys.stdout.isatty():
+            from rich.console import Console
+            from rich.markdown import Markdown
+
+            Console().print(Markdown(text))
+        else:
+            print(text)
+        return EXIT_OK
+    if action == "diff":
+        lesson = load_lesson(args.number)
+        diff = lesson_diff(lesson)
+        graph = lesson.graph()
+        print(f"lesson {lesson.number}: {lesson.title} (parent: {lesson.parent or 'none, a fresh start'})")
+        for kind in ("added", "changed", "removed"):
+            for node_id in diff[kind]:
+                node_type = graph.nodes[node_id].type if node_id in graph.nodes else ""
+                print(f"  {kind:<8} #{node_id} {node_type}")
+        return EXIT_OK
+    if action == "run":
+        lesson = load_lesson(args.number)
+        args.graph, args.until, args.json = str(lesson.path), None, False
+        return cmd_run(args, after=lambda result: _print_checks(lesson, result))
+    # check
+    from .executor import Executor
+
+    config, registry = _setup(args)
+    executor = Executor(registry, config.roots, memory_budget_bytes=config.memory_budget_bytes)
+    lessons = list_lessons() if args.which == "all" else [load_lesson(_lesson_number(args.which))]
+    status = _read_status(config)
+    report = []
+    all_passed = True
+    for lesson in lessons:
+        try:
+            results = run_checks(lesson, executor)
+            passed = all(r.passed for r in results) and bool(results)
+            entries = [r.__dict__ for r in results]
+            error = None if results else "this lesson declares no checks"
+        except NodegraphError as exc:
+            passed, entries, error = False, [], str(exc)
+        status[str(lesson.number)] = passed
+        all_passed &= passed
+        report.append({"lesson": lesson.number, "title": lesson.title, "passed": passed, "checks": entries, "error": error})
+        if not args.json:
+            print(f"lesson {lesson.number:2d} {lesson.title}: {'passed' if passed else 'FAILED'}")
+            for entry in entries:
+                print(f"    {'ok  ' if entry['passed'] else 'FAIL'} {entry['name']} ({entry['detail']})")
+            if error:
+                print(f"    {error}")
+    _status_file(config).parent.mkdir(parents=True, exist_ok=True)
+    _status_file(config).write_text(json.dumps(status))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return EXIT_OK if all_passed else EXIT_FAILED
+
+
+def _lesson_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"lessons check {text!r}: give a lesson number or 'all'") from None
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    try:
+        from .ui.app import run_tui
+    except ImportError as exc:
+        raise NodegraphError(f"the TUI is not available: {exc}") from None
+    return run_tui(args.graph)
+
+
+_COMMANDS = {
+    "run": cmd_run,
+    "validate": cmd_validate,
+    "nodes": cmd_nodes,
+    "schema": cmd_schema,
+    "lessons": cmd_lessons,
+    "tui": cmd_tui,
+}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -62,6 +62,7 @@ SEED = port_type("SEED", "integer seed for a random generator", literal=True)
 ENUM = port_type("ENUM", "one of a fixed set of names", literal=True)
 JSON = port_type("JSON", "any JSON value (lists, tables)", literal=True)
 ANY = port_type("ANY", "anything (for generic nodes such as Preview)")
+CHECK = port_type("CHECK", "a lesson check result: {name, passed, value, detail}")
 
 # (source, destination) pairs that may be linked although the names differ. Everything
 # else needs the same name. Widening only: nothing here loses information.
@@ -97,6 +98,7 @@ Flow = Annotated[Any, FLOW]
 Frames = Annotated[Any, FRAMES]
 Seed = Annotated[int, SEED]
 Anything = Annotated[Any, ANY]
+Check = Annotated[dict, CHECK]
 
 
 @dataclass(frozen=True)
