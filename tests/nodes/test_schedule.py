@@ -10,15 +10,8 @@ import pytest
 
 from nodegraph import CancelToken, NodeInputError, RunContext
 from nodegraph.errors import NodegraphError
-from nodegraph.nodes.schedule import (
-    SafeExpression,
-    Schedule,
-    ScheduleError,
-    safe_eval,
-    schedule_parse,
-    schedule_plot,
-    schedule_value,
-)
+from nodegraph.nodes.schedule import schedule_parse, schedule_plot, schedule_value
+from nodegraph.schedule import SafeExpression, Schedule, ScheduleError, safe_eval
 
 
 def approx(values, expected, tol=1e-9):
