@@ -118,6 +118,13 @@ class RunContext:
         self.services = services if services is not None else {}
         self.files: list[Path] = []
         self.signature = ""  # the node's cache key in this run
+        self._body_runner: Callable[[dict[str, Any], int], Any] | None = None
+
+    def run_body(self, state: dict[str, Any], frame: int) -> Any:
+        """For loop nodes: run the node's body once with this state; return its result."""
+        if self._body_runner is None:
+            raise RuntimeError(f"node {self.node_id} has no body to run")
+        return self._body_runner(state, frame)
 
     @property
     def work_dir(self) -> Path:

@@ -35,10 +35,12 @@ from .events import (
     RunFinished,
     RunStarted,
 )
-from .graph import Graph, Link, dumps_graph
+from .graph import Graph, Link, dumps_graph, graph_to_data, outer_references
 from .node import NodeSpec
 from .registry import Registry, build_registry
-from .validate import topological_order, validate
+from .validate import is_schedule, topological_order, validate
+
+BODY_REF = "\x00body:"  # marks the pseudo-links from a loop node to outer nodes its body reads
 
 
 @dataclass
@@ -144,15 +146,7 @@ class Executor:
         node fails or the run is cancelled (unless raise_errors=False: then see result.status)."""
         # Read every node once: literal inputs (as canonical JSON, the part of the cache key
         # the node itself contributes) and links (input name, source id, output name).
-        compiled: dict[str, tuple[str, dict[str, Any], str, list[tuple[str, str, str]]]] = {}
-        for node_id, entry in graph.nodes.items():
-            literals, links = {}, []
-            for name, value in entry.inputs.items():
-                if type(value) is Link:
-                    links.append((name, value.source[0], value.source[1]))
-                else:
-                    literals[name] = value
-            compiled[node_id] = (entry.type, literals, _canonical(literals), links)
+        compiled = _compile(graph, graph.nodes)
         if check:
             # Validation is skipped only for a graph identical to the last one that passed.
             key = hashlib.blake2b(
@@ -208,11 +202,12 @@ class Executor:
                 else:
                     if spec.output_node and graph_json is None:
                         graph_json = dumps_graph(graph)
-                    values = dict(literals)
-                    for name, source_id, output_name in links:
-                        values[name] = working[source_id][output_name]
+                    values, body_scope = _bind(literals, links, working, {})
+                    body = None
+                    if spec.takes_body:
+                        body = _BodyRun(self, graph.nodes[node_id].body, node_id, signature, body_scope, signatures, emit, cancel, run_id, graph_json)
                     outputs, files = self._execute(
-                        run_id, index, len(order), node_id, spec, values, signature, cancel, emit, graph_json
+                        run_id, index, len(order), node_id, spec, values, signature, cancel, emit, graph_json, body
                     )
                     result.executed.append(node_id)
                     result.files.extend(files)
@@ -268,6 +263,7 @@ class Executor:
         cancel: CancelToken,
         emit: "_Emitter",
         graph_json: str | None,
+        body: "_BodyRun | None" = None,
     ) -> tuple[dict[str, Any], list[Path]]:
         if emit.observers:
             emit(NodeStarted(run_id, node_id, spec.type_name, index, total))
@@ -285,6 +281,8 @@ class Executor:
             self.services,
         )
         ctx.signature = signature
+        if body is not None:
+            ctx._body_runner = body
         begun = time.perf_counter()
         try:
             for name, value in values.items():
@@ -304,6 +302,118 @@ class Executor:
             seconds = time.perf_counter() - begun
             emit(NodeFinished(run_id, node_id, spec.type_name, seconds, _peak_memory_bytes(), tuple(ctx.files)))
         return outputs, ctx.files
+
+
+def _compile(graph: Graph, visible: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any], str, list[tuple[str, str, str]]]]:
+    """Read every node once: its type, literal inputs, their canonical JSON (the part of the
+    cache key the node contributes itself) and links (input name, source id, output name).
+    A loop node's body enters its JSON, and the outer nodes the body reads become links."""
+    compiled = {}
+    for node_id, entry in graph.nodes.items():
+        literals, links = {}, []
+        for name, value in entry.inputs.items():
+            if type(value) is Link:
+                links.append((name, value.source[0], value.source[1]))
+            else:
+                literals[name] = value
+        literals_json = _canonical(literals)
+        if entry.body is not None:
+            literals_json += _canonical(graph_to_data(entry.body, nested=True))
+            for ref in sorted(outer_references(entry.body)):
+                if ref in visible:
+                    links.append((BODY_REF + ref, ref, ""))
+        compiled[node_id] = (entry.type, literals, literals_json, links)
+    return compiled
+
+
+def _bind(literals: dict[str, Any], links: list[tuple[str, str, str]], working: dict[str, Any], scope: dict[str, Any]):
+    """The input values of one node, and the outer values its body (if any) may read."""
+    values = dict(literals)
+    body_scope: dict[str, Any] = {}
+    for name, source_id, output_name in links:
+        outputs = working[source_id] if source_id in working else scope[source_id]
+        if name.startswith(BODY_REF):
+            body_scope[source_id] = outputs
+        else:
+            values[name] = outputs[output_name]
+    return values, body_scope
+
+
+class _BodyRun:
+    """Runs a loop node's body for one frame, with the executor's caching and events.
+
+    Body nodes that do not depend on LoopState are cached like any node (encode the prompt
+    once); the others are recomputed every frame and not kept, so memory stays flat however
+    many frames the loop streams."""
+
+    def __init__(self, executor: "Executor", body: Graph, loop_id: str, loop_signature: str, scope: dict[str, Any], scope_signatures: dict[str, str], emit: "_Emitter", cancel: CancelToken, run_id: str, graph_json: str | None) -> None:
+        from .loop import LOOP_RESULT
+
+        self.executor = executor
+        self.body = body
+        self.loop_id = loop_id
+        self.loop_signature = loop_signature
+        self.scope = scope
+        self.scope_signatures = scope_signatures
+        self.emit = emit
+        self.cancel = cancel
+        self.run_id = run_id
+        self.graph_json = graph_json
+        self.compiled = _compile(body, {**scope, **body.nodes})
+        self.result_id = next(i for i, e in body.nodes.items() if e.type == LOOP_RESULT)
+        self.order = topological_order(body, [self.result_id])
+        self._schedules: dict[Any, Any] = {}
+
+    def _scheduled(self, value: dict[str, Any], state: dict[str, Any]) -> float:
+        from .schedule import as_schedule
+
+        key = (value["schedule"], value.get("interpolation", "linear"), state["max_frames"], state["seed"])
+        schedule = self._schedules.get(key)
+        if schedule is None:
+            schedule = self._schedules[key] = as_schedule(
+                value["schedule"], interpolation=key[1], max_frames=state["max_frames"], seed=state["seed"]
+            )
+        return schedule.at(state["frame"])
+
+    def __call__(self, state: dict[str, Any], frame: int) -> Any:
+        from .loop import LOOP_STATE
+
+        executor = self.executor
+        working: dict[str, dict[str, Any]] = {}
+        signatures = dict(self.scope_signatures)
+        stateful: set[str] = set()
+        for index, node_id in enumerate(self.order):
+            self.cancel.check()
+            type_name, literals, literals_json, links = self.compiled[node_id]
+            spec = executor.registry.get(type_name)
+            shown_id = f"{self.loop_id}/{node_id}"
+            if type_name == LOOP_STATE:
+                working[node_id] = dict(state)
+                signatures[node_id] = hashlib.blake2b(f"{self.loop_signature}\x1d{frame}".encode(), digest_size=16).hexdigest()
+                stateful.add(node_id)
+                continue
+            scheduled = {name: v for name, v in literals.items() if is_schedule(v)}
+            if scheduled:
+                literals = {**literals, **{name: self._scheduled(v, state) for name, v in scheduled.items()}}
+                literals_json = _canonical(literals)
+            depends_on_state = bool(scheduled) or any(source in stateful for _, source, _ in links)
+            signature = executor._signature(spec, literals_json, links, signatures, self.run_id)
+            signatures[node_id] = signature
+            outputs = None if depends_on_state else executor.cache.get(signature)
+            if outputs is None:
+                values, body_scope = _bind(literals, links, working, self.scope)
+                inner = None
+                if spec.takes_body:
+                    inner = _BodyRun(executor, self.body.nodes[node_id].body, shown_id, signature, {**self.scope, **working, **body_scope}, signatures, self.emit, self.cancel, self.run_id, self.graph_json)
+                outputs, _ = executor._execute(
+                    self.run_id, index, len(self.order), shown_id, spec, values, signature, self.cancel, self.emit, self.graph_json, inner
+                )
+                if depends_on_state:
+                    stateful.add(node_id)
+                else:
+                    executor.cache.put(signature, outputs)
+            working[node_id] = outputs
+        return working[self.result_id]["image"]
 
 
 class _Emitter:

@@ -67,6 +67,10 @@ class GraphNode(BaseModel):
     type: str = Field(min_length=1)
     title: str | None = None
     inputs: dict[str, Union[Link, LiteralValue]] = Field(default_factory=dict)
+    body: "Graph | None" = Field(
+        default=None,
+        description="the subgraph a loop node runs once per frame; its links may also name nodes of the enclosing graph",
+    )
     ui: NodeUI | None = None
     notes: str | None = None
 
@@ -115,9 +119,28 @@ class Graph(BaseModel):
         return self.model_copy(deep=True)
 
 
+GraphNode.model_rebuild()
+
+
+def outer_references(body: Graph) -> set[str]:
+    """Ids a body's links name that are not in the body: nodes of the enclosing graph."""
+    found: set[str] = set()
+    for entry in body.nodes.values():
+        for value in entry.inputs.values():
+            if type(value) is Link and value.source[0] not in body.nodes:
+                found.add(value.source[0])
+        if entry.body is not None:
+            found |= {ref for ref in outer_references(entry.body) if ref not in body.nodes}
+    return found
+
+
 def graph_schema() -> dict[str, Any]:
     """JSON Schema of the graph format (printed by `nodegraph schema`)."""
     schema = Graph.model_json_schema(by_alias=True)
+    if "$ref" in schema:  # the model is recursive (loop bodies): put Graph at the top level
+        defs = schema.pop("$defs")
+        name = schema.pop("$ref").rsplit("/", 1)[1]
+        schema = {**defs[name], "$defs": defs}
     schema["$id"] = "https://nodegraph.dev/schema/nodegraph-1.json"
     schema["title"] = "nodegraph graph (format nodegraph/1)"
     return schema
@@ -205,12 +228,12 @@ def load_graph(path: str | Path) -> Graph:
     return parse_graph(text, source=str(path))
 
 
-_NODE_KEYS = ("type", "title", "inputs", "ui", "notes")
 
 
-def graph_to_data(graph: Graph) -> dict[str, Any]:
+def graph_to_data(graph: Graph, nested: bool = False) -> dict[str, Any]:
     """Plain data in canonical key order: format, meta, nodes; in each node type, title,
-    inputs, ui, notes (absent ones omitted). Input and node order is kept as edited."""
+    inputs, body, ui, notes (absent ones omitted). Input and node order is kept as edited.
+    A loop body is written as {"meta"?, "nodes"} (the format is the enclosing file's)."""
     nodes: dict[str, Any] = {}
     for node_id, node in graph.nodes.items():
         entry: dict[str, Any] = {"type": node.type}
@@ -220,6 +243,8 @@ def graph_to_data(graph: Graph) -> dict[str, Any]:
             name: ({"from": [value.node_id, value.output]} if isinstance(value, Link) else value)
             for name, value in node.inputs.items()
         }
+        if node.body is not None:
+            entry["body"] = graph_to_data(node.body, nested=True)
         if node.ui is not None:
             ui = node.ui.model_dump(exclude_none=True)
             if ui.get("pos") is not None:
@@ -229,6 +254,8 @@ def graph_to_data(graph: Graph) -> dict[str, Any]:
         if node.notes is not None:
             entry["notes"] = node.notes
         nodes[node_id] = entry
+    if nested:
+        return ({"meta": graph.meta} if graph.meta else {}) | {"nodes": nodes}
     return {"format": graph.format, "meta": graph.meta, "nodes": nodes}
 
 

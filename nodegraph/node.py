@@ -165,6 +165,7 @@ class NodeSpec:
     deterministic: bool = True
     output_node: bool = False
     persist: bool = False
+    takes_body: bool = False  # a loop node: owns a subgraph run once per frame
     context_param: str | None = None
     returns_tuple: bool = False
     source: str = "builtin"
@@ -215,6 +216,7 @@ class NodeSpec:
             "version": self.version,
             "deterministic": self.deterministic,
             "output_node": self.output_node,
+            "takes_body": self.takes_body,
             "source": self.source,
             "inputs": {name: spec.describe() for name, spec in self.inputs.items()},
             "outputs": {name: out.type.name for name, out in self.outputs.items()},
@@ -353,6 +355,7 @@ def build_spec(
     persist: bool = False,
     output: str | None = None,
     display_name: str | None = None,
+    body: bool = False,
 ) -> NodeSpec:
     if isinstance(target, type):
         if not callable(getattr(target, "run", None)):
@@ -429,6 +432,7 @@ def build_spec(
         deterministic=deterministic,
         output_node=output_node,
         persist=persist,
+        takes_body=body,
         context_param=context_param,
         returns_tuple=returns_tuple,
         origin=origin,
@@ -447,6 +451,7 @@ def node(
     persist: bool = False,
     output: str | None = None,
     display_name: str | None = None,
+    body: bool = False,
     replace: bool = False,
     registry: Any = None,
 ):
@@ -460,6 +465,7 @@ def node(
     output_node   writes files or shows something: a default target of a run
     persist       results may be kept in the on-disk cache (expensive work: training)
     output        name of the single output (default: the port type's name in lower case)
+    body          the node owns a subgraph (a frame loop); it calls ctx.run_body(...)
     replace       a plugin that deliberately replaces an existing node type must say so
     """
 
@@ -476,6 +482,7 @@ def node(
             persist=persist,
             output=output,
             display_name=display_name,
+            body=body,
         )
         (registry if registry is not None else active_registry()).add(spec, replace=replace)
         fn.__nodegraph_spec__ = spec  # type: ignore[union-attr]

@@ -61,6 +61,12 @@ class Registry:
             )
         self._specs[spec.type_name] = spec
 
+    def include(self, other: "Registry", categories: tuple[str, ...] | None = None) -> None:
+        """Copy node types from another registry (tests: built-in loop nodes + test nodes)."""
+        for spec in other:
+            if categories is None or spec.category in categories:
+                self._specs.setdefault(spec.type_name, spec)
+
     # -- lookup ---------------------------------------------------------------------------
     def get(self, type_name: str) -> NodeSpec | None:
         return self._specs.get(type_name)
@@ -158,6 +164,7 @@ def load_builtin_nodes(registry: Registry | None = None) -> Registry:
     registry = registry or default_registry()
     if not _BUILTINS_LOADED:
         with registry.loading("builtin"):
+            importlib.import_module("nodegraph.loop")
             for pack in BUILTIN_PACKS:
                 importlib.import_module(f"nodegraph.nodes.{pack}")
         _BUILTINS_LOADED = True
