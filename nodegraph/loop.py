@@ -32,7 +32,7 @@ from .context import RunContext
 from .errors import NodeInputError
 from .frames import FrameStream
 from .node import node
-from .types import Anything, Doc, Frames, Range, Seed
+from .types import Doc, Frames, Image, Range, Seed
 
 LOOP_STATE = "LoopState"
 LOOP_RESULT = "LoopResult"
@@ -41,8 +41,8 @@ LOOP_NODE = "FrameLoop"
 
 class LoopStateOut(NamedTuple):
     frame: int
-    previous: Anything
-    reference: Anything
+    previous: Image
+    reference: Image
     seed: Seed
     max_frames: int
 
@@ -55,7 +55,7 @@ def loop_state() -> LoopStateOut:
 
 
 @node(category="loop", name=LOOP_RESULT, output_node=True, output="image")
-def loop_result(image: Anything) -> Anything:
+def loop_result(image: Image) -> Image:
     """Inside a loop body: the frame this pass produced. It becomes the next pass's
     `previous`, and the loop streams it to whatever reads the loop's frames."""
     return image
@@ -80,7 +80,7 @@ def frame_seed(behavior: str, seed: int, frame: int, schedule: str, max_frames: 
 
 @node(category="loop", name=LOOP_NODE, output="frames", body=True)
 def frame_loop(
-    init_image: Annotated[Anything, Doc("the picture before frame 0 (previous and reference at t = 0)")],
+    init_image: Annotated[Image, Doc("the picture before frame 0 (previous and reference at t = 0)")],
     frames: Annotated[int, Range(1, 100_000), Doc("how many frames to render")] = 48,
     seed: Seed = 0,
     seed_behavior: Literal["fixed", "iter", "random", "schedule"] = "iter",

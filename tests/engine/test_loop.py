@@ -14,7 +14,7 @@ from nodegraph.events import NodeProgress
 from nodegraph.executor import Executor
 from nodegraph.graph import dumps_graph, graph_from_data, parse_graph
 from nodegraph.registry import Registry, load_builtin_nodes
-from nodegraph.types import Anything, Frames
+from nodegraph.types import Frames, Image
 
 CALLS: list[str] = []
 
@@ -35,12 +35,14 @@ def make_registry() -> Registry:
     with registry.loading("tests"):
 
         @node(name="Start")
-        def start(value: float = 1.0) -> Anything:
+        def start(value: float = 1.0) -> Image:
             return Box(value)
 
         @node(name="Step")
-        def step(previous: Anything, frame: int, add: float = 0.0, scale: float = 1.0) -> Anything:
+        def step(previous: Image, frame: int, add: float = 0.0, scale: float = 1.0) -> Image:
             CALLS.append("Step")
+            if scale < 0:
+                raise ValueError("scale must not be negative")
             box = Box(previous.value * scale + add + frame)
             LIVE.add(box)
             return box
@@ -72,12 +74,12 @@ def loop_graph(frames=4, seed_behavior="iter", step_inputs=None, extra_outer=Non
         "1": {"type": "Start", "inputs": {"value": 1.0}},
         "2": {
             "type": "FrameLoop",
-            "inputs": {"init_image": {"from": ["1", "any"]}, "frames": frames, "seed": 5, "seed_behavior": seed_behavior},
+            "inputs": {"init_image": {"from": ["1", "image"]}, "frames": frames, "seed": 5, "seed_behavior": seed_behavior},
             "body": {
                 "nodes": {
                     "s": {"type": "LoopState"},
                     "b": {"type": "Step", "inputs": step},
-                    "r": {"type": "LoopResult", "inputs": {"image": {"from": ["b", "any"]}}},
+                    "r": {"type": "LoopResult", "inputs": {"image": {"from": ["b", "image"]}}},
                 }
             },
         },
@@ -195,7 +197,8 @@ def test_loop_without_body_and_body_on_plain_node(executor):
 
 
 def test_failure_inside_the_body_names_the_body_node(executor):
-    g = loop_graph(3, step_inputs={"previous": {"from": ["s", "frame"]}})  # an int has no .value
+    g = loop_graph(3, step_inputs={"scale": {"schedule": "0:(1), 2:(-1)"}})
     with pytest.raises(NodeExecutionError) as info:
         executor.run(g)
-    assert "'2/b' (Step)" in str(info.value)
+    assert "'2/b' (Step)" in str(info.value) and "scale must not be negative" in str(info.value)
+    assert CALLS.count("Step") == 3  # frames 0 and 1 were made; frame 2 was tried and failed
