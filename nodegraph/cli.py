@@ -220,7 +220,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     _, registry = _setup(args)
     specs = [s for s in registry if args.category in (None, s.category)]
     if args.json:
-        print(json.dumps([s.describe() for s in specs], indent=2, default=str))
+        print(json.dumps([{**s.describe(), "input_schema": s.input_schema()} for s in specs], indent=2, default=str))
         return EXIT_OK
     category = None
     for spec in specs:

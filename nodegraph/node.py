@@ -207,6 +207,43 @@ class NodeSpec:
             return dict(zip(self.outputs, result))
         return {next(iter(self.outputs)): result}
 
+    def input_schema(self) -> dict:
+        """JSON Schema of the inputs that can be typed as values, built by pydantic from the
+        signature (ranges become minimum/maximum, enums become enum, docs descriptions).
+        Editors and the TUI's inspector use it; links are described in `describe()`."""
+        from pydantic import Field, create_model
+
+        fields: dict[str, Any] = {}
+        for name, spec in self.inputs.items():
+            if not spec.accepts_literal:
+                continue
+            if spec.choices is not None:
+                tp: Any = Literal[spec.choices]  # type: ignore[valid-type]
+            elif spec.types[0] in (INT, SEED):
+                tp = int
+            elif spec.types[0] is FLOAT:
+                tp = float
+            elif spec.types[0] is BOOL:
+                tp = bool
+            elif spec.types[0] is STRING:
+                tp = str
+            else:
+                tp = spec.python_type if spec.python_type is not Any else Any
+            if spec.optional:
+                tp = tp | None
+            constraints: dict[str, Any] = {}
+            if spec.range is not None:
+                if spec.range.min is not None:
+                    constraints["ge"] = spec.range.min
+                if spec.range.max is not None:
+                    constraints["le"] = spec.range.max
+                if spec.range.step is not None:
+                    constraints["json_schema_extra"] = {"step": spec.range.step}
+            default = spec.default if spec.has_default else ...
+            fields[name] = (tp, Field(default, description=spec.doc or None, **constraints))
+        model = create_model(f"{self.type_name}Inputs", **fields)
+        return model.model_json_schema()
+
     def describe(self) -> dict:
         return {
             "type": self.type_name,

@@ -95,6 +95,10 @@ def test_nodes_json_lists_ports_and_docs(capsys):
     assert blend["inputs"]["factor"]["range"] == {"min": 0.0, "max": 1.0, "step": 0.05}
     assert blend["inputs"]["mode"]["choices"] == ["normal", "multiply", "screen", "difference"]
     assert blend["outputs"] == {"image": "IMAGE"} and "Mix two pictures" in blend["doc"]
+    schema = blend["input_schema"]["properties"]  # built by pydantic from the signature
+    assert schema["factor"]["minimum"] == 0.0 and schema["factor"]["maximum"] == 1.0 and schema["factor"]["default"] == 0.5
+    assert schema["mode"]["enum"] == ["normal", "multiply", "screen", "difference"]
+    assert "image_a" not in schema  # links are not typed values
 
 
 def test_schema_command(capsys):
