@@ -10,6 +10,12 @@ from typing import Any
 from .events import Event, NodeCached, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunFinished
 
 
+def _inside_loop(event: Event) -> bool:
+    """Body nodes of a frame loop ("7/w") run every frame: the loop's own progress (frame
+    i/n) says enough; only their failures are shown."""
+    return "/" in getattr(event, "node_id", "") and not isinstance(event, NodeFailed)
+
+
 class QuietDisplay:
     def __enter__(self) -> "QuietDisplay":
         return self
@@ -32,6 +38,8 @@ class PlainDisplay(QuietDisplay):
         print(text, file=sys.stderr, flush=True)
 
     def __call__(self, event: Event) -> None:
+        if _inside_loop(event):
+            return
         if isinstance(event, NodeStarted):
             self._say(f"[{event.index + 1}/{event.total}] {self.titles.get(event.node_id, event.node_id)} ...")
         elif isinstance(event, NodeProgress) and event.total:
@@ -80,6 +88,8 @@ class RichDisplay(QuietDisplay):
         self.progress.stop()
 
     def __call__(self, event: Event) -> None:
+        if _inside_loop(event):
+            return
         title = self.titles.get(getattr(event, "node_id", ""), "")
         if isinstance(event, NodeStarted):
             self.progress.update(self.run_task, total=event.total, completed=event.index, description=f"[bold]{title}")
