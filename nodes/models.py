@@ -172,6 +172,15 @@ def _default_budget() -> int:
         return 8 * 2**30
 
 
+def _quiet_library_progress() -> None:
+    """The graph reports its own progress; the libraries' per-file bars would only interleave."""
+    import diffusers
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.disable_progress_bar()
+
+
 class ModelManager:
     """Loads each model once and shares it (keyed by kind, path, file date, config, dtype,
     device). Keeps the total size under a byte budget by forgetting the least recently used
@@ -209,6 +218,7 @@ class ModelManager:
             if entry is not None:
                 self._entries.move_to_end(key)
                 return entry.value
+            _quiet_library_progress()
             value = load()
             self.loads += 1
             nbytes = int(getattr(value, "nbytes", 0))

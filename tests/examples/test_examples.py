@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nodegraph.config import builtin_input_roots
+from nodegraph.config import builtin_input_roots, builtin_model_roots
 from nodegraph.executor import Executor
 from nodegraph.graph import load_graph
 from nodegraph.validate import validate
@@ -17,6 +17,7 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "graphs" / "examples").
 @pytest.fixture
 def asset_roots(roots):
     roots.inputs += builtin_input_roots()
+    roots.models += builtin_model_roots()
     return roots
 
 
@@ -35,3 +36,31 @@ def test_animation_loop_streams_into_a_video(registry, asset_roots):
     info = probe_video(video)
     assert (info.frames, info.width, info.height) == (6, 128, 128)
     assert abs(info.fps - 12.0) < 0.01
+
+
+@pytest.mark.parametrize("name", ["txt2img", "img2img", "inpaint", "controlnet"])
+def test_stable_diffusion_examples_run_offline_on_the_shipped_fixture(name, registry, asset_roots):
+    import torch
+
+    torch.set_num_threads(1)
+    graph = load_graph(Path(EXAMPLES[0]).parent / f"{name}.json")
+    assert "SD 1.5" in graph.meta["real_model"]  # says which loader input to change
+    result = Executor(registry, asset_roots).run(graph)
+    [png] = result.files
+    assert png.name.startswith(name) and png.stat().st_size > 0
+
+
+def test_shipped_tiny_fixture_is_the_one_the_tests_build(tmp_path):
+    """nodes/assets/models/tiny-sd was written by tests/diffusion/conftest.py's builder."""
+    import sys
+
+    from safetensors.torch import load_file
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.diffusion.conftest import save_diffusers_folder
+
+    built = save_diffusers_folder(tmp_path / "tiny-sd")
+    shipped = builtin_model_roots()[0] / "tiny-sd"
+    for part in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
+        a, b = load_file(built / part), load_file(shipped / part)
+        assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
