@@ -1,0 +1,423 @@
+"""Training MiniSD on the synthetic world, as graph nodes.
+
+SD is trained in two stages, and so is MiniSD:
+
+1. **TrainAutoencoder** teaches the VAE to squeeze a 64×64 picture into an 8×8×4 latent
+   and back: reconstruction error, plus a tiny KL term that keeps the latents close to a
+   standard normal (so noise in latent space makes sense), plus an optional edge term
+   (errors in the image's horizontal/vertical differences) that keeps outlines sharp
+   without a perceptual network. It reports PSNR on held-out world images, and measures
+   the latents' spread to set ``scaling_factor`` (SD's 0.18215 comes from the same idea).
+2. **TrainDenoiser** freezes that VAE and trains the text encoder and the UNet together:
+   take a picture's latent, add noise for a random timestep of the DDPM schedule, and ask
+   the UNet (reading the caption through cross-attention) to predict that noise (epsilon
+   prediction). A fraction of captions is replaced by the empty prompt (caption dropout):
+   that teaches the same network the *unconditional* prediction that classifier-free
+   guidance subtracts at sampling time.
+
+Every trainer is seeded (model init, the data stream, noise, timesteps, dropout: the same
+seed gives the same weights), reports its loss as progress, saves a checkpoint in the
+node's private work folder every ``checkpoint_every`` steps and when cancelled, and resumes
+from it when run again with the same inputs. A run resumed from a checkpoint ends with the
+same weights as one that was never interrupted, because every step draws its randomness
+from a generator seeded by (seed, step) and its pictures from world batch number `step`.
+
+Outputs: the trained model folder (diffusers layout) is written under the first model
+root (``models/<name>`` by default), so ``CheckpointLoader`` / ``LoadVAE`` read it by that
+name; the node returns that name. With no model root configured it goes to the output
+root and the node returns the absolute path. The loss curve is a PNG in the output root.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Annotated, Any, Callable, NamedTuple
+
+from nodegraph import Cancelled, Doc, NodeInputError, Range, RunContext, atomic_path, node
+from nodegraph.lazy import lazy_import
+from nodegraph.types import Seed
+
+from . import minisd, world
+from .device import pick_device
+
+torch = lazy_import("torch")
+F = lazy_import("torch.nn.functional")
+
+MARKER = "nodegraph_train.json"  # a folder carrying this was written by a trainer here
+HOLDOUT = 0x5EED_0F_7E57  # held-out scenes come from this stream, never trained on
+
+
+# ---- shared machinery -----------------------------------------------------------------------
+
+
+def step_generator(seed: int, step: int, salt: int = 0) -> "torch.Generator":
+    """The randomness of one training step: depends only on (seed, step, salt), so a
+    resumed run draws exactly what an uninterrupted run would have drawn."""
+    mixed = (int(seed) * 0x9E3779B97F4A7C15 + int(step) * 0xBF58476D1CE4E5B9 + salt) % 2**63
+    return torch.Generator("cpu").manual_seed(mixed)
+
+
+def world_batch(seed: int, index: int, batch_size: int, device) -> dict:
+    """World batch number `index` of the stream for `seed`, images moved to `device`."""
+    batch = world.render_batch(world.batch_scenes(seed, index, batch_size), minisd.IMAGE_SIZE)
+    batch["image"] = batch["image"].to(device)
+    return batch
+
+
+def holdout_images(seed: int, count: int, device) -> "torch.Tensor":
+    return world_batch(HOLDOUT + int(seed), 0, count, device)["image"]
+
+
+class Checkpoint:
+    """The latest training state in ``work_dir/checkpoint.pt`` (written atomically; loaded
+    with ``weights_only=True``, so it holds only tensors, numbers and lists)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / "checkpoint.pt"
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        return torch.load(self.path, map_location="cpu", weights_only=True)
+
+    def save(self, step: int, losses: list[float], modules: dict[str, Any], optimizer, extra: dict | None = None) -> None:
+        state = {
+            "step": int(step),
+            "losses": [float(x) for x in losses],
+            "modules": {name: m.state_dict() for name, m in modules.items()},
+            "optimizer": optimizer.state_dict(),
+            "extra": extra or {},
+        }
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
+
+
+def plot_losses(losses: list[float], path: Path, title: str) -> Path:
+    """The loss curve (raw and smoothed, log scale) as a PNG, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    steps = list(range(1, len(losses) + 1))
+    if losses:
+        ax.plot(steps, losses, color="#9ab", linewidth=0.8, label="loss")
+        window = max(1, len(losses) // 50)
+        if window > 1:
+            smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+            ax.plot(steps, smooth, color="#c33", linewidth=1.4, label=f"mean of {window}")
+        if min(losses) > 0:
+            ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if len(losses) > 1:
+        ax.legend(loc="upper right")
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
+
+
+def _check_name(name: str, input_name: str = "name") -> None:
+    if not name or name.startswith((".", "/")) or ".." in Path(name).parts or "\\" in name:
+        raise NodeInputError(input_name, "a plain folder name is needed", expected="e.g. minisd", got=repr(name))
+
+
+def publish_target(ctx: RunContext, name: str) -> tuple[Path, str]:
+    """Where a trained folder goes, and the STRING the node returns for it."""
+    _check_name(name)
+    if ctx.roots.models:
+        base = Path(ctx.roots.models[0])
+        return base / name, name
+    path = ctx.output_path(name, "name")
+    return path, str(path)
+
+
+def publish(ctx: RunContext, name: str, fill: Callable[[Path], None], facts: dict) -> str:
+    """Write a model folder atomically under the model root; refuse to replace a folder
+    that a trainer did not write."""
+    target, shown = publish_target(ctx, name)
+    if target.exists() and not (target / MARKER).exists():
+        raise NodeInputError("name", f"{target} exists and was not written by a trainer; pick another name", got=name)
+
+    def fill_all(staging: Path) -> None:
+        fill(staging)
+        (staging / MARKER).write_text(json.dumps(facts, indent=2) + "\n")
+
+    minisd._atomic_folder(target, fill_all)
+    ctx.wrote(target)
+    return shown
+
+
+def resolve_model(ctx: RunContext, name: str, input_name: str) -> Path:
+    """A trained folder named by an earlier trainer: under a model root, or an absolute path
+    under the output root (when no model root is configured)."""
+    path = Path(name)
+    if path.is_absolute() and ctx.roots.check_write(name) is None and path.exists():
+        return path
+    return ctx.input_path(name, input_name, root="model")
+
+
+def _lr_at(step: int, base: float, warmup: int) -> float:
+    return base * min(1.0, (step + 1) / max(1, warmup))
+
+
+def run_training(
+    ctx: RunContext,
+    *,
+    steps: int,
+    checkpoint_every: int,
+    modules: dict[str, Any],
+    optimizer,
+    learning_rate: float,
+    warmup: int,
+    step_fn: Callable[[int], float],
+    preview_fn: Callable[[], Any] | None = None,
+    label: str = "",
+) -> list[float]:
+    """The loop every trainer shares: resume, step, report, checkpoint, cancel safely."""
+    checkpoint = Checkpoint(ctx.work_dir)
+    state = checkpoint.load()
+    start, losses = 0, []
+    if state is not None and state["step"] <= steps:
+        for name, module in modules.items():
+            module.load_state_dict(state["modules"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        start, losses = state["step"], list(state["losses"])
+        ctx.progress(start, steps, None, f"{label}resumed at step {start}")
+    saved = start
+    try:
+        for step in range(start, steps):
+            ctx.check_cancelled()
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(step, learning_rate, warmup)
+            loss = step_fn(step)
+            losses.append(loss)
+            done = step + 1
+            if done % checkpoint_every == 0 or done == steps:
+                checkpoint.save(done, losses, modules, optimizer)
+                saved = done
+                plot_losses(losses, ctx.work_dir / "loss.png", f"{label}loss")
+                preview = preview_fn() if preview_fn is not None else None
+                ctx.progress(done, steps, preview, f"{label}step {done}/{steps} loss {loss:.5f}")
+            else:
+                ctx.progress(done, steps, None, f"{label}step {done}/{steps} loss {loss:.5f}")
+    except Cancelled:
+        if len(losses) != saved:
+            checkpoint.save(len(losses), losses, modules, optimizer)  # keep every finished step
+        raise
+    return losses
+
+
+def adamw(params, learning_rate: float, weight_decay: float):
+    """AdamW; the fused kernel where torch has one (much less per-step overhead on CPU)."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+
+
+def _seeded_init(seed: int, build: Callable[[], Any]) -> Any:
+    """Build networks under a private seeded RNG (the global one is left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return build()
+
+
+def psnr(a: "torch.Tensor", b: "torch.Tensor") -> float:
+    """Peak signal-to-noise ratio in dB of images in [0, 1] (averaged MSE over the batch)."""
+    mse = float(F.mse_loss(a.clamp(0, 1), b.clamp(0, 1)))
+    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def image_gradients(x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+# ---- the autoencoder ------------------------------------------------------------------------
+
+
+def autoencoder_loss(vae, images: "torch.Tensor", generator, kl_weight: float, edge_weight: float) -> "torch.Tensor":
+    """Reconstruction MSE (in the VAE's [-1, 1] range) + kl_weight·KL + edge_weight·L1 of
+    the difference between image gradients."""
+    x = images * 2 - 1
+    posterior = vae.encode(x).latent_dist
+    z = posterior.sample(generator=generator)
+    recon = vae.decode(z).sample
+    loss = F.mse_loss(recon, x)
+    if kl_weight > 0:
+        loss = loss + kl_weight * posterior.kl().mean() / x[0].numel()
+    if edge_weight > 0:
+        (rx, ry), (tx, ty) = image_gradients(recon), image_gradients(x)
+        loss = loss + edge_weight * (F.l1_loss(rx, tx) + F.l1_loss(ry, ty))
+    return loss
+
+
+def reconstruct(vae, images: "torch.Tensor") -> "torch.Tensor":
+    """Encode (posterior mean) and decode images in [0, 1]; returns [0, 1]."""
+    with torch.no_grad():
+        z = vae.encode(images * 2 - 1).latent_dist.mode()
+        return ((vae.decode(z).sample + 1) / 2).clamp(0, 1)
+
+
+def latent_std(vae, images: "torch.Tensor") -> float:
+    with torch.no_grad():
+        return float(vae.encode(images * 2 - 1).latent_dist.mode().std())
+
+
+class AutoencoderResult(NamedTuple):
+    vae_path: str
+    loss_plot: str
+    psnr: float
+
+
+@node(category="train", name="TrainAutoencoder", persist=True)
+def train_autoencoder(
+    ctx: RunContext,
+    seed: Annotated[Seed, Doc("model init and the world data stream")] = 0,
+    steps: Annotated[int, Range(1, 1_000_000), Doc("optimizer steps")] = 4000,
+    batch_size: Annotated[int, Range(1, 256)] = 16,
+    learning_rate: Annotated[float, Range(1e-6, 1e-1)] = 1e-3,
+    kl_weight: Annotated[float, Range(0.0, 1.0), Doc("weight of the KL term (per latent value): SD uses ~1e-6")] = 1e-6,
+    edge_weight: Annotated[float, Range(0.0, 10.0), Doc("weight of the edge (image-gradient) loss; 0 = off")] = 0.5,
+    checkpoint_every: Annotated[int, Range(1, 100_000)] = 100,
+    name: Annotated[str, Doc("folder written under the first model root")] = "minisd-vae",
+) -> AutoencoderResult:
+    """Train MiniSD's VAE (AutoencoderKL, 64×64×3 → 8×8×4) on world pictures. Reports
+    PSNR on held-out pictures; sets scaling_factor so the latents have unit spread."""
+    _check_name(name)
+    device = pick_device()
+    vae = _seeded_init(seed, minisd.build_vae).to(device).train()
+    optimizer = adamw(vae.parameters(), learning_rate, weight_decay=0.0)
+    held_out = holdout_images(seed, 16, device)
+
+    def step_fn(step: int) -> float:
+        images = world_batch(seed, step, batch_size, device)["image"]
+        loss = autoencoder_loss(vae, images, step_generator(seed, step), kl_weight, edge_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    def preview():
+        vae.eval()
+        out = torch.cat([held_out[:4], reconstruct(vae, held_out[:4])]).cpu()
+        vae.train()
+        return out
+
+    losses = run_training(
+        ctx, steps=steps, checkpoint_every=checkpoint_every, modules={"vae": vae}, optimizer=optimizer,
+        learning_rate=learning_rate, warmup=min(100, steps // 10 + 1), step_fn=step_fn, preview_fn=preview, label="VAE ",
+    )
+    vae.eval()
+    score = psnr(reconstruct(vae, held_out), held_out)
+    spread = latent_std(vae, held_out)
+    vae.register_to_config(scaling_factor=round(1.0 / max(spread, 1e-6), 5))
+    facts = {"trainer": "TrainAutoencoder", "seed": seed, "steps": steps, "batch_size": batch_size,
+             "psnr_db": round(score, 3), "latent_std": spread, "final_loss": losses[-1] if losses else None}
+    path = publish(ctx, name, lambda d: minisd.save_part(vae, d), facts)
+    plot = plot_losses(losses, ctx.output_path(f"train/{name}_loss.png"), f"TrainAutoencoder: PSNR {score:.2f} dB")
+    ctx.wrote(plot)
+    return AutoencoderResult(path, str(plot), round(score, 4))
+
+
+# ---- text encoder + UNet ----------------------------------------------------------------------
+
+
+def denoiser_loss(vae, unet, text_encoder, tokenizer, scheduler, images, captions, generator, caption_dropout: float):
+    """Epsilon-prediction loss on VAE latents, with caption dropout for CFG."""
+    device = images.device
+    with torch.no_grad():
+        latents = vae.encode(images * 2 - 1).latent_dist.sample(generator=generator) * vae.config.scaling_factor
+    b = latents.shape[0]
+    drop = torch.rand(b, generator=generator) < caption_dropout
+    prompts = ["" if d else c for d, c in zip(drop.tolist(), captions)]
+    hidden = minisd.encode_prompts(tokenizer, text_encoder, prompts)
+    noise = torch.randn(latents.shape, generator=generator).to(device)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
+    noisy = scheduler.add_noise(latents, noise, t)
+    prediction = unet(noisy, t, encoder_hidden_states=hidden).sample
+    return F.mse_loss(prediction, noise)
+
+
+def load_vae_folder(folder: Path, device):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(str(folder), local_files_only=True).to(device).eval().requires_grad_(False)
+
+
+class DenoiserResult(NamedTuple):
+    model_path: str
+    loss_plot: str
+    final_loss: float
+
+
+@node(category="train", name="TrainDenoiser", persist=True)
+def train_denoiser(
+    ctx: RunContext,
+    vae: Annotated[str, Doc("the VAE folder TrainAutoencoder wrote (its vae_path output)")],
+    seed: Annotated[Seed, Doc("model init, data, noise, timesteps, caption dropout")] = 0,
+    steps: Annotated[int, Range(1, 1_000_000)] = 6000,
+    batch_size: Annotated[int, Range(1, 512)] = 64,
+    learning_rate: Annotated[float, Range(1e-6, 1e-1)] = 5e-4,
+    caption_dropout: Annotated[float, Range(0.0, 1.0), Doc("share of captions replaced by the empty prompt (teaches the unconditional prediction CFG needs)")] = 0.1,
+    checkpoint_every: Annotated[int, Range(1, 100_000)] = 100,
+    name: Annotated[str, Doc("pipeline folder written under the first model root")] = "minisd",
+) -> DenoiserResult:
+    """Train MiniSD's text encoder and UNet together on VAE latents of world pictures
+    (epsilon prediction, DDPM noise schedule, caption dropout), then write a complete
+    diffusers pipeline folder that CheckpointLoader and StableDiffusionPipeline load."""
+    _check_name(name)
+    device = pick_device()
+    vae_model = load_vae_folder(resolve_model(ctx, vae, "vae"), device)
+    tokenizer = minisd.build_tokenizer()
+
+    def build():
+        return minisd.build_text_encoder(tokenizer), minisd.build_unet()
+
+    text_encoder, unet = _seeded_init(seed, build)
+    text_encoder, unet = text_encoder.to(device).train(), unet.to(device).train()
+    scheduler = minisd.build_train_scheduler()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = adamw(params, learning_rate, weight_decay=1e-2)
+
+    def step_fn(step: int) -> float:
+        batch = world_batch(seed, step, batch_size, device)
+        loss = denoiser_loss(vae_model, unet, text_encoder, tokenizer, scheduler, batch["image"], batch["caption"],
+                             step_generator(seed, step), caption_dropout)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        return float(loss.detach())
+
+    losses = run_training(
+        ctx, steps=steps, checkpoint_every=checkpoint_every, modules={"unet": unet, "text_encoder": text_encoder},
+        optimizer=optimizer, learning_rate=learning_rate, warmup=min(200, steps // 10 + 1), step_fn=step_fn, label="UNet ",
+    )
+    unet.eval()
+    text_encoder.eval()
+    facts = {"trainer": "TrainDenoiser", "seed": seed, "steps": steps, "batch_size": batch_size,
+             "caption_dropout": caption_dropout, "final_loss": losses[-1] if losses else None}
+
+    def fill(folder: Path) -> None:
+        minisd.write_pipeline(folder / "pipeline", unet, vae_model, text_encoder, tokenizer, extra=facts)
+        for child in (folder / "pipeline").iterdir():
+            shutil.move(str(child), folder / child.name)
+        (folder / "pipeline").rmdir()
+
+    path = publish(ctx, name, fill, facts)
+    recent = losses[-max(1, min(50, len(losses))) :]
+    final = sum(recent) / len(recent)
+    plot = plot_losses(losses, ctx.output_path(f"train/{name}_loss.png"), f"TrainDenoiser: final loss {final:.4f}")
+    ctx.wrote(plot)
+    return DenoiserResult(path, str(plot), round(final, 6))
