@@ -64,3 +64,19 @@ def test_shipped_tiny_fixture_is_the_one_the_tests_build(tmp_path):
     for part in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
         a, b = load_file(built / part), load_file(shipped / part)
         assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+@pytest.mark.parametrize("name", ["deforum_2d", "deforum_3d"])
+def test_deforum_examples_render_a_short_clip(name, registry, asset_roots):
+    """The full per-frame recipe (warp, colour match, noise, img2img, decode) on 3 frames."""
+    import torch
+
+    from nodegraph.nodes.video import probe_video
+
+    torch.set_num_threads(1)
+    graph = load_graph(Path(EXAMPLES[0]).parent / f"{name}.json")
+    graph.nodes["5"].inputs["frames"] = 3
+    graph.nodes["5"].body.nodes["k"].inputs["steps"] = 2
+    [video] = Executor(registry, asset_roots).run(graph).files
+    info = probe_video(video)
+    assert (info.frames, info.width, info.height) == (3, 64, 64)
