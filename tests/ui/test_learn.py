@@ -1,0 +1,93 @@
+"""Lessons, help, command palette, open and recent files."""
+
+from __future__ import annotations
+
+from nodegraph.lessons import load_lesson
+from nodegraph.ui.app import NodegraphApp
+from nodegraph.ui.recent import load_recent
+from nodegraph.ui.screens.help import HelpScreen
+from nodegraph.ui.screens.open_file import OpenFileScreen
+from nodegraph.ui.screens.picker import PickerScreen
+from textual.widgets import Input, Markdown
+
+from .helpers import finish_run, settle, text_of
+
+SIZE = (120, 40)
+
+
+async def test_lesson_picker_notes_new_nodes_and_checks(builtin_registry, ui_roots):
+    app = NodegraphApp(registry=builtin_registry, roots=ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("l")
+        await settle(pilot)
+        picker = app.screen
+        assert isinstance(picker, PickerScreen)
+        assert any("01  Images as tensors" in str(label) for label, _ in picker.items)
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.main_screen
+        lesson = load_lesson(1)
+        assert screen.lesson.number == 1
+        assert screen.document.graph == lesson.graph()
+        assert screen.document.path is None  # the packaged lesson is never overwritten
+        assert screen.query_one("#tabs").active == "tab-lesson"
+        notes = screen.query_one("#lesson-notes", Markdown)
+        assert "Images as tensors" in notes.source
+        assert "✚new" in str(screen.graph_view.get_option(lesson.new_nodes[0]).prompt)
+        assert "New in this step" in text_of(screen.query_one("#lesson-head"))
+        await pilot.press("r")
+        await finish_run(pilot)
+        assert screen.last_result.status == "ok"
+        assert screen.last_checks and all(check.passed for check in screen.last_checks)
+        checks = text_of(screen.query_one("#lesson-checks"))
+        assert f"Checks: {len(lesson.checks)}/{len(lesson.checks)} passed" in checks
+        await pilot.press("p")  # there is no lesson before 1
+        assert screen.lesson.number == 1
+
+
+async def test_help_lists_every_key_and_palette_runs_actions(example_graph, builtin_registry, ui_roots):
+    app = NodegraphApp(example_graph, registry=builtin_registry, roots=ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        shown = " ".join(str(b.description) for _, bindings in app.screen.sections for b in bindings)
+        for binding in app.main_screen.BINDINGS:
+            assert binding.description in shown
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        await pilot.press(*"Add node")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, PickerScreen) and app.screen.title_text == "Add a node"
+
+
+async def test_open_file_and_recent(example_graph, builtin_registry, ui_roots, tmp_path):
+    app = NodegraphApp(registry=builtin_registry, roots=ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert not app.main_screen.document.graph.nodes
+        await pilot.press("o")
+        await settle(pilot)
+        assert isinstance(app.screen, OpenFileScreen)
+        app.screen.query_one("#open-path", Input).value = str(example_graph)
+        app.screen.query_one("#open-path", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert len(app.main_screen.document.graph.nodes) == 6
+        assert load_recent()[0] == example_graph.resolve()
+        await pilot.press("f")
+        await settle(pilot)
+        assert isinstance(app.screen, PickerScreen)
+        assert app.screen.items[0][1] == example_graph.resolve()
+
+
+def test_run_tui_reports_a_missing_graph_without_starting(capsys):
+    from nodegraph.ui.app import run_tui
+
+    assert run_tui("no/such/graph.json") == 2
+    assert "no graph file" in capsys.readouterr().err

@@ -1,0 +1,125 @@
+"""Running from the TUI: the same Executor and events as the CLI, in a thread worker."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nodegraph.ui.app import NodegraphApp
+from nodegraph.ui.widgets.image_preview import ImagePreview
+from nodegraph.ui.widgets.inspector import InputRow
+from nodegraph.ui.widgets.number_input import NumberInput
+
+from .helpers import finish_run, select, settle, text_of
+
+SIZE = (120, 40)
+
+
+async def wait_until(pilot, condition, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "timed out"
+        await pilot.pause(0.02)
+
+
+async def test_run_to_completion_lists_files_and_previews(example_graph, builtin_registry, ui_roots):
+    app = NodegraphApp(example_graph, registry=builtin_registry, roots=ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("r")
+        await finish_run(pilot)
+        screen = app.main_screen
+        assert screen.last_result.status == "ok"
+        assert set(screen.graph_view.statuses.values()) == {"done"}
+        assert str(screen.graph_view.get_option("6").prompt).startswith("● #6")
+        written = screen.last_result.files
+        assert len(written) == 1 and written[0].exists()
+        assert written[0].name in text_of(screen.query_one("#run-files"))
+        # the picture of the selected node, drawn with half-blocks
+        await select(pilot, "5")
+        preview = screen.query_one("#preview", ImagePreview)
+        assert preview.has_image and "#5 BlendImages.image  64×64" in preview.caption
+        await select(pilot, "6")  # SaveImage shows the picture it saved
+        assert preview.has_image and "#6 SaveImage ← #5 BlendImages.image" in preview.caption
+        # a second run reuses everything from the session's cache
+        await pilot.press("r")
+        await finish_run(pilot)
+        assert set(screen.graph_view.statuses.values()) == {"cached"}
+        # run up to the selected node only
+        await select(pilot, "2")
+        await pilot.press("R")
+        await finish_run(pilot)
+        assert screen.last_result.plan == ["1", "2"]
+
+
+async def test_error_is_shown_on_the_failed_node_naming_the_input(example_graph, builtin_registry, ui_roots):
+    app = NodegraphApp(example_graph, registry=builtin_registry, roots=ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "2")
+        width = app.screen.query_one("#in-width", NumberInput)
+        width.focus()
+        width.value = "32"
+        await pilot.press("enter", "escape")
+        await pilot.press("r")
+        await finish_run(pilot)
+        screen = app.main_screen
+        assert screen.last_result.status == "failed"
+        assert screen.graph_view.statuses["5"] == "error"
+        assert screen.graph_view.selected == "5"  # the view jumps to the failure
+        error = text_of(screen.query_one("#node-error"))
+        assert "input 'image_b'" in error and "sizes differ" in error
+        row = screen.query_one("#row-image_b", InputRow)
+        assert row.has_class("-invalid")
+        assert "failed" in text_of(screen.query_one("#run-status"))
+
+
+async def test_invalid_graph_is_not_run_and_problems_are_shown(example_graph, builtin_registry, ui_roots):
+    app = NodegraphApp(example_graph, registry=builtin_registry, roots=ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "4")
+        await pilot.press("x")  # #4 loses its required image input
+        await settle(pilot)
+        await pilot.press("r")
+        await finish_run(pilot)
+        screen = app.main_screen
+        assert screen.last_result is None
+        assert screen.graph_view.statuses["4"] == "error"
+        assert "not run" in text_of(screen.query_one("#run-status"))
+        assert "required input is missing" in text_of(screen.query_one("#row-image .reason"))
+
+
+async def test_cancel_mid_run_and_live_preview(slow_graph, slow_registry, ui_roots):
+    app = NodegraphApp(slow_graph, registry=slow_registry, roots=ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main_screen
+        await pilot.press("r")
+        await wait_until(pilot, lambda: screen.live_previews.get("1") is not None)
+        preview = screen.query_one("#preview", ImagePreview)
+        assert preview.has_image and preview.caption.startswith("live: #1 SlowImage step")
+        assert "step" in text_of(screen.query_one("#run-status"))
+        await pilot.press("escape")
+        await finish_run(pilot)
+        assert screen.last_result.status == "cancelled"
+        assert screen.graph_view.statuses["1"] == "pending"
+        assert "cancelled" in text_of(screen.query_one("#run-status"))
+        assert not screen.running
+
+
+async def test_keys_are_handled_while_a_long_run_goes_on(slow_graph, slow_registry, ui_roots):
+    app = NodegraphApp(slow_graph, registry=slow_registry, roots=ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main_screen
+        await pilot.press("r")
+        await wait_until(pilot, lambda: screen.graph_view.statuses.get("1") == "running")
+        await pilot.press("down")
+        await pilot.press("m")  # switch to the lesson tab and back
+        assert screen.graph_view.selected == "2"
+        assert screen.query_one("#tabs").active == "tab-lesson"
+        assert screen.running and screen.graph_view.statuses["1"] == "running"  # the run still goes on
+        await pilot.press("a")  # edits wait for the run: refused with a notice, not blocked
+        assert screen.document.graph.nodes.keys() == {"1", "2"}
+        await pilot.press("escape")
+        await finish_run(pilot)
+        assert screen.last_result.status == "cancelled"

@@ -1,0 +1,41 @@
+"""The run panel: what is running, a progress bar (overall nodes, or step i/n inside a
+node that reports steps), and the files the last run wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import ProgressBar, Static
+
+
+class RunPanel(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Static("Press r to run the graph, R to run up to the selected node.", id="run-status")
+        yield ProgressBar(total=1, show_eta=False, id="run-progress")  # 0%: an idle bar never animates
+        yield Static("", id="run-files")
+
+    def status(self, text: str, style: str = "") -> None:
+        self.query_one("#run-status", Static).update(Text(text, style))
+
+    def progress(self, step: float, total: float | None) -> None:
+        self.query_one("#run-progress", ProgressBar).update(total=total, progress=step)
+
+    def files(self, paths: list[Path]) -> None:
+        text = Text()
+        if paths:
+            text.append(f"wrote {len(paths)} file(s):\n", "bold")
+            for path in paths:
+                text.append(f"  {shown(path)}\n", "green")
+        self.query_one("#run-files", Static).update(text)
+
+
+def shown(path: Path) -> str:
+    """A path relative to the working directory when it is inside it (shorter, and the
+    same on every machine), else absolute."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
