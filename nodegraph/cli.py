@@ -289,6 +289,7 @@ def cmd_lessons(args: argparse.Namespace) -> int:
     if action == "run":
         lesson = load_lesson(args.number)
         args.graph, args.until, args.json = str(lesson.path), None, False
+        args.plugins = [*args.plugins, *(str(p) for p in lesson.plugin_dirs())]
         return cmd_run(args, after=lambda result: _print_checks(lesson, result))
     # check
     from .executor import Executor

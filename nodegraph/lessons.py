@@ -11,6 +11,10 @@ notes). The graph's ``meta.lesson`` says where it sits in the course:
 Each lesson is its parent's graph plus a few nodes (`new_nodes`; a fresh start has no
 parent). Its checks are Check nodes inside the graph: running them runs the lesson, so a
 check can only pass on real outputs.
+
+A lesson that uses nodes shipped beside it as a plugin lists their folders, relative to
+the lesson file, in ``meta.lesson.plugins`` (e.g. ``["plugins"]``); running or checking
+the lesson loads them.
 """
 
 from __future__ import annotations
@@ -41,6 +45,18 @@ class Lesson:
     checks: list[str] = field(default_factory=list)
     track: str = "foundations"
     minutes: float | None = None  # expected run time on a 2-core CPU, when longer than usual
+    plugins: list[str] = field(default_factory=list)  # plugin folders, relative to the lesson file
+
+    def plugin_dirs(self) -> list[Path]:
+        """The lesson's plugin folders as paths (they must stay inside the lessons folder)."""
+        base = self.path.parent.resolve()
+        folders = []
+        for name in self.plugins:
+            folder = (base / name).resolve()
+            if folder != base and base not in folder.parents:
+                raise NodegraphError(f"{self.path.name}: plugin folder {name!r} is outside the lessons folder")
+            folders.append(folder)
+        return folders
 
     def graph(self) -> Graph:
         return load_graph(self.path)
@@ -83,6 +99,7 @@ def _lesson_from(path: Path) -> Lesson:
         checks=[str(n) for n in info.get("checks", [])],
         track=info.get("track", "foundations"),
         minutes=info.get("minutes"),
+        plugins=[str(p) for p in info.get("plugins", [])],
     )
 
 
@@ -124,6 +141,8 @@ def run_checks(lesson: Lesson, executor: Any, graph: Graph | None = None, observ
     graph = graph or lesson.graph()
     if not lesson.checks:
         return []
+    for folder in lesson.plugin_dirs():
+        executor.registry.load_folder(folder)
     result = executor.run(graph, targets=lesson.checks, observers=observers)
     results = []
     for node_id in lesson.checks:

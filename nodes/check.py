@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, NamedTuple
 
-from nodegraph import Doc, NodeInputError, node
+from nodegraph import Doc, NodeInputError, RunContext, node
+from nodegraph.frames import FrameStream
 from nodegraph.lazy import lazy_import
-from nodegraph.types import Check, Image
+from nodegraph.types import Check, Flow, Frames, Image, Mask
 
 torch = lazy_import("torch")
 
@@ -52,6 +53,101 @@ def image_distance(
     """How far apart two images are: mean absolute error, mean squared error, or PSNR
     (peak signal-to-noise ratio, 10·log10(1/MSE) for images in [0, 1])."""
     return image_distance_value(a, b, metric)
+
+
+@node(category="check", name="FlowMagnitude", output="pixels")
+def flow_magnitude(
+    flow: Annotated[Flow, Doc("a backward FLOW B×2×H×W (from OpticalFlow, Transform2D/3D, the world)")],
+    mask: Annotated[Mask, Doc("optional B×1×H×W (or 1×1×H×W) mask: where to measure")] | None = None,
+    region: Annotated[Literal["inside", "outside"], Doc("with a mask: average where it is 1, or where it is 0")] = "inside",
+) -> float:
+    """How far the content moved: the mean length of the flow's (dx, dy) offsets, in pixels.
+
+    With a mask, only pixels inside it (mask > 0.5) or outside it count, so you can compare
+    the motion of a near object with that of the far background (parallax)."""
+    if not hasattr(flow, "shape") or flow.ndim != 4 or flow.shape[1] != 2:
+        raise NodeInputError("flow", "not a FLOW tensor", expected="B×2×H×W pixel offsets",
+                             got=str(tuple(getattr(flow, "shape", ()))) or type(flow).__name__)
+    length = flow.float().pow(2).sum(dim=1, keepdim=True).sqrt()
+    if mask is None:
+        return float(length.mean())
+    if not hasattr(mask, "shape") or mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != flow.shape[-2:]:
+        raise NodeInputError("mask", "not a mask of the flow's size", expected=f"B×1×{flow.shape[-2]}×{flow.shape[-1]}",
+                             got=str(tuple(getattr(mask, "shape", ()))) or type(mask).__name__)
+    if mask.shape[0] not in (1, flow.shape[0]):
+        raise NodeInputError("mask", "batch sizes of mask and flow differ", expected=f"batch {flow.shape[0]} (or 1)",
+                             got=f"batch {mask.shape[0]}")
+    keep = (mask.to(length.device).float() > 0.5).expand_as(length)
+    if region == "outside":
+        keep = ~keep
+    if not bool(keep.any()):
+        raise NodeInputError("mask", f"no pixel is {region} the mask", expected="a mask with some pixels to measure")
+    return float(length[keep].mean())
+
+
+@node(category="check", name="FrameAt", output="image")
+def frame_at(
+    frames: Frames | Image,
+    index: Annotated[int, Doc("which frame: 0 = the first, -1 = the last (negative counts from the end)")] = 0,
+) -> Image:
+    """Pick one frame of a stream as an IMAGE (1×3×H×W), to look at it or measure it.
+
+    A stream is made while it is read: picking frame i renders frames 0..i again (a frame
+    loop re-runs its body), so prefer early frames or short loops. A negative index needs a
+    stream that knows its length."""
+    index = int(index)
+    if hasattr(frames, "dim"):
+        count = int(frames.shape[0])
+        if not -count <= index < count:
+            raise NodeInputError("index", "no such frame", expected=f"{-count} .. {count - 1}", got=str(index))
+        return frames[index : index + 1 if index != -1 else None]
+    if not isinstance(frames, (FrameStream, list, tuple)):
+        raise NodeInputError("frames", "needs FRAMES or an IMAGE batch", expected="FRAMES or IMAGE", got=type(frames).__name__)
+    if index < 0:
+        count = frames.count if isinstance(frames, FrameStream) else len(frames)
+        if count is None:
+            raise NodeInputError("index", "this stream does not know its length: use a positive index", got=str(index))
+        if index < -count:
+            raise NodeInputError("index", "no such frame", expected=f"{-count} .. {count - 1}", got=str(index))
+        index += count
+    seen = 0
+    for item in frames:
+        item = item.unsqueeze(0) if item.dim() == 3 else item
+        if index < seen + item.shape[0]:
+            return item[index - seen : index - seen + 1]
+        seen += int(item.shape[0])
+    raise NodeInputError("index", "no such frame", expected=f"0 .. {seen - 1}", got=str(index))
+
+
+class VideoFacts(NamedTuple):
+    frames: int
+    width: int
+    height: int
+    fps: float
+    duration: float
+
+
+@node(category="check", name="VideoInfo")
+def video_info(
+    ctx: RunContext,
+    path: Annotated[str, Doc("a video file: link VideoEncode's path, or a name under the output or input roots")],
+) -> VideoFacts:
+    """Read a written video back: how many frames it really holds, its size, fps and
+    length in seconds (ffmpeg decodes it once). Use it to check what an encoder wrote."""
+    from .video import probe_video
+
+    try:
+        found = ctx.roots.resolve_write(path)  # what a writer node just made
+    except PermissionError:
+        found = None
+    if found is None or not found.is_file():
+        found = ctx.input_path(path, "path")
+    try:
+        info = probe_video(found)
+    except Exception as exc:  # not a video ffmpeg can read
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NodeInputError("path", f"cannot read {found.name} as a video: {reason}") from None
+    return VideoFacts(info.frames, info.width, info.height, info.fps, info.duration)
 
 
 _OPS = {

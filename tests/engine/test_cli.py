@@ -109,4 +109,4 @@ def test_schema_command(capsys):
 
 def test_plugins_flag_loads_a_folder(capsys):
     assert main(["--plugins", str(REPO / "tests" / "plugins" / "folder"), "nodes", "--category", "example"]) == 0
-    assert "Posterize" in capsys.readouterr().out
+    assert "FolderPosterize" in capsys.readouterr().out

@@ -18,7 +18,7 @@ def test_folder_plugin_registers_its_nodes():
     registry = Registry()
     loaded = registry.load_folder(PLUGINS / "folder")
     assert loaded == ["posterize"]
-    spec = registry.get("Posterize")
+    spec = registry.get("FolderPosterize")
     assert spec is not None and spec.source.startswith("plugin posterize")
     assert spec.inputs["levels"].range.min == 2
 

@@ -6,7 +6,7 @@ from nodegraph import Range, node
 from nodegraph.types import Image
 
 
-@node(category="example", name="Posterize")
+@node(category="example", name="FolderPosterize")
 def posterize(image: Image, levels: Annotated[int, Range(2, 256)] = 4) -> Image:
     """Round every value to one of `levels` steps: fewer levels, flatter colours."""
     return (image * (levels - 1)).round() / (levels - 1)
