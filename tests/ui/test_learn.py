@@ -91,3 +91,22 @@ def test_run_tui_reports_a_missing_graph_without_starting(capsys):
 
     assert run_tui("no/such/graph.json") == 2
     assert "no graph file" in capsys.readouterr().err
+
+
+
+async def test_lesson_with_a_plugin_node_opens_valid(ui_roots):
+    """Lesson 14 uses a node from its own plugin folder: opening it loads that folder."""
+    from nodegraph.registry import Registry, load_builtin_nodes
+
+    registry = Registry()
+    registry.include(load_builtin_nodes())
+    assert registry.get("Posterize") is None
+    app = NodegraphApp(registry=registry, roots=ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main_screen
+        assert screen.open_lesson(14)
+        await settle(pilot)
+        assert registry.get("Posterize") is not None
+        assert screen.lesson.number == 14
+        assert screen.problems == []

@@ -171,6 +171,8 @@ class MainScreen(Screen):
         try:
             lesson = load_lesson(number)
             graph = lesson.graph()
+            for folder in lesson.plugin_dirs():  # lesson 14 ships its own node
+                self.registry.load_folder(folder)
         except NodegraphError as exc:
             self.notify(str(exc), title="cannot open lesson", severity="error", timeout=8)
             return False
