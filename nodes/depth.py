@@ -18,14 +18,30 @@ Nodes
 -----
 EstimateDepth   IMAGE → DEPTH: backend "transformers" (AutoModelForDepthEstimation from a
                 folder under a model root, or a Hub id when online/cached) or "minisd"
-                (the project's own tiny depth net: not shipped yet, says so).
+                (the project's own tiny depth net, trained on the synthetic world by
+                TrainDepthNet: a folder under a model root, "minisd-depth" by default).
 DepthPreview    DEPTH → IMAGE through a matplotlib colormap (near = bright for inferno).
+
+The MiniSD depth net
+--------------------
+A small convolutional encoder–decoder (a tiny U-Net, about 0.15 M parameters): the encoder
+halves the picture three times (64 → 32 → 16 → 8 px) while widening the features, the
+decoder doubles it back, and at each size it is handed the encoder's features of that
+size (the skip connections, which keep outlines sharp). The last layer is a sigmoid: the
+net predicts the *normalised* disparity of the world's ground truth (1 = the nearest
+object in the picture, 0 = the background), which is exactly this project's DEPTH
+convention. Its folder holds ``config.json`` (architecture and sizes) and
+``model.safetensors``; :func:`load_depth_net` reads it, nodes/train.py's TrainDepthNet
+writes it. It knows only the synthetic world: flat shapes on simple backgrounds.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from functools import lru_cache
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from nodegraph import Doc, NodeInputError, RunContext, node
 from nodegraph.lazy import lazy_import
@@ -40,11 +56,137 @@ F = lazy_import("torch.nn.functional")
 Normalize = Literal["per_image", "none"]
 
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
-MINISD_MESSAGE = (
-    "the MiniSD depth net is not shipped yet (it is trained with the MiniSD world model); "
-    "use backend 'transformers' with a DPT or Depth-Anything folder under a model root "
-    "(or a Hub id such as 'depth-anything/Depth-Anything-V2-Small-hf' when online) for now"
-)
+MINISD_DEPTH_MODEL = "minisd-depth"  # the folder the minisd backend reads by default
+DEPTH_NET_ARCHITECTURE = "MiniSDDepthNet"
+DEPTH_NET_CONFIG = "config.json"
+DEPTH_NET_WEIGHTS = "model.safetensors"
+
+
+# ---- the MiniSD depth net ---------------------------------------------------------------------
+
+
+def depth_net_config(channels: tuple[int, ...] = (8, 16, 32, 64), image_size: int = 64) -> dict:
+    """The depth net's config.json: widths per resolution level (each level halves the
+    picture), and the picture size it was trained at (inputs are resized to it)."""
+    return {
+        "architecture": DEPTH_NET_ARCHITECTURE,
+        "in_channels": 3,
+        "channels": [int(c) for c in channels],
+        "image_size": int(image_size),
+        "norm_num_groups": 8,
+        "output": "normalised disparity in [0, 1] (1 = nearest), sigmoid",
+    }
+
+
+@lru_cache(maxsize=1)
+def _depth_net_class():
+    """The nn.Module class, made on first use (so importing this pack does not import torch)."""
+    nn = torch.nn
+
+    def block(c_in: int, c_out: int, groups: int):
+        return nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(math.gcd(groups, c_out), c_out), nn.SiLU(),
+            nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(math.gcd(groups, c_out), c_out), nn.SiLU(),
+        )
+
+    class MiniSDDepthNet(nn.Module):
+        """IMAGE B×3×H×W in [0, 1] (H, W multiples of 2^(levels-1)) → B×1×H×W in [0, 1]."""
+
+        def __init__(self, config: dict) -> None:
+            super().__init__()
+            self.config = dict(config)
+            ch, g = list(config["channels"]), int(config.get("norm_num_groups", 8))
+            self.stem = block(config.get("in_channels", 3), ch[0], g)
+            self.down = nn.ModuleList(nn.Conv2d(a, a, 3, stride=2, padding=1) for a in ch[:-1])
+            self.encode = nn.ModuleList(block(a, b, g) for a, b in zip(ch[:-1], ch[1:]))
+            self.up = nn.ModuleList(nn.Conv2d(b, a, 3, padding=1) for a, b in zip(ch[:-1], ch[1:]))
+            self.decode = nn.ModuleList(block(2 * a, a, g) for a in ch[:-1])
+            self.head = nn.Conv2d(ch[0], 1, 1)
+            # Most of a world picture is background (normalised disparity 0): start the
+            # sigmoid near 0 there instead of at 0.5, or the first hundreds of steps only
+            # slide the whole map down.
+            nn.init.constant_(self.head.bias, -3.0)
+
+        def forward(self, image):
+            x = self.stem(image * 2 - 1)
+            skips = []
+            for down, encode in zip(self.down, self.encode):
+                skips.append(x)
+                x = encode(down(x))
+            for up, decode, skip in zip(reversed(self.up), reversed(self.decode), reversed(skips)):
+                x = up(F.interpolate(x, size=skip.shape[-2:], mode="nearest"))
+                x = decode(torch.cat([x, skip], dim=1))
+            return torch.sigmoid(self.head(x))
+
+    return MiniSDDepthNet
+
+
+def build_depth_net(config: dict | None = None):
+    """A fresh (randomly initialised) MiniSD depth net."""
+    return _depth_net_class()(config or depth_net_config())
+
+
+def save_depth_net(net, folder: Path) -> None:
+    """config.json + model.safetensors in `folder` (which must exist)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    (folder / DEPTH_NET_CONFIG).write_text(json.dumps(net.config, indent=2) + "\n")
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(folder / DEPTH_NET_WEIGHTS), metadata={"format": "pt"})
+
+
+def load_depth_net(folder: Path | str, device: Any = None):
+    """Read a depth net folder written by TrainDepthNet (config.json + model.safetensors);
+    returns the network in eval mode on `device` (default: pick_device())."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config_path, weights_path = folder / DEPTH_NET_CONFIG, folder / DEPTH_NET_WEIGHTS
+    if not config_path.exists() or not weights_path.exists():
+        raise FileNotFoundError(f"{folder} is not a MiniSD depth net folder (needs {DEPTH_NET_CONFIG} and {DEPTH_NET_WEIGHTS})")
+    config = json.loads(config_path.read_text())
+    if config.get("architecture") != DEPTH_NET_ARCHITECTURE:
+        raise ValueError(f"{config_path} describes {config.get('architecture')!r}, not a {DEPTH_NET_ARCHITECTURE}")
+    net = build_depth_net(config)
+    net.load_state_dict(load_file(str(weights_path)))
+    return net.eval().requires_grad_(False).to(device or pick_device())
+
+
+@lru_cache(maxsize=2)
+def _load_minisd_depth(folder: str, stamp: float):
+    return load_depth_net(folder)
+
+
+def _run_minisd(image, model: str, ctx: RunContext):
+    """The MiniSD depth net on each picture: resized to its training size, then back."""
+    name = MINISD_DEPTH_MODEL if model in ("", DEFAULT_DEPTH_MODEL) else model
+    train_hint = "train it with graphs/train/minisd_depth.json (TrainDepthNet writes models/minisd-depth)"
+    try:
+        folder = ctx.roots.resolve_read(name, "model")
+    except FileNotFoundError:
+        shown = ", ".join(str(b) for b in ctx.roots.models) or "(none configured)"
+        raise NodeInputError("model", f"no MiniSD depth net folder {name!r} under the model roots ({shown}); {train_hint}",
+                             expected="a folder written by TrainDepthNet", got=repr(name)) from None
+    try:
+        net = _load_minisd_depth(str(folder), (folder / DEPTH_NET_WEIGHTS).stat().st_mtime)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise NodeInputError("model", f"cannot load the MiniSD depth net from {folder}: {str(exc).splitlines()[0]}",
+                             expected="a folder written by TrainDepthNet", got=repr(name)) from None
+    ctx.progress(0, 1, text="depth (MiniSD depth net)")
+    size = int(net.config["image_size"])
+    device = next(net.parameters()).device
+    pixels = image[:, :3] if image.shape[1] == 3 else image.repeat(1, 3, 1, 1)
+    pixels = pixels.to(device).float()
+    height, width = image.shape[-2:]
+    with torch.inference_mode():
+        if (height, width) != (size, size):
+            pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        predicted = net(pixels.clamp(0, 1))
+        if (height, width) != (size, size):
+            predicted = F.interpolate(predicted, size=(height, width), mode="bilinear", align_corners=False)
+    ctx.progress(1, 1, text="depth (MiniSD depth net)")
+    return predicted.to(image.device)
 
 
 def usable_range(values):
@@ -141,13 +283,14 @@ def estimate_depth(
     backend: Annotated[
         Literal["transformers", "minisd"],
         Doc("transformers: DPT / Depth-Anything via AutoModelForDepthEstimation; minisd: the "
-            "project's tiny depth net (not shipped yet)"),
+            "project's tiny depth net trained on the synthetic world (TrainDepthNet)"),
     ] = "transformers",
     model: Annotated[
         str,
         Doc("transformers backend: a folder under a model root (config.json, preprocessor_config.json, "
             "weights), or a Hub id such as depth-anything/Depth-Anything-V2-Small-hf or "
-            "Intel/dpt-hybrid-midas when online"),
+            "Intel/dpt-hybrid-midas when online; minisd backend: a TrainDepthNet folder under a model "
+            "root (the default Hub id stands for 'minisd-depth')"),
     ] = DEFAULT_DEPTH_MODEL,
     normalize: Annotated[
         Normalize, Doc("per_image: rescale each picture to [0, 1] (1 = nearest); none: the model's raw disparity")
@@ -156,16 +299,18 @@ def estimate_depth(
     """Guess how far away each pixel is, from one picture.
 
     Output: DEPTH B×1×H×W at the image's size, larger = nearer (relative inverse depth, as
-    these models predict it; metric models are converted with 1/z). The model is loaded
-    once and kept (a small cache keyed by folder or Hub id)."""
+    these models predict it; metric models are converted with 1/z; the MiniSD depth net
+    predicts it directly, already in [0, 1]). The model is loaded once and kept (a small
+    cache keyed by folder or Hub id)."""
     if not hasattr(image, "shape") or image.ndim != 4 or image.shape[1] not in (1, 3):
         raise NodeInputError("image", "not an IMAGE tensor", expected="B×3×H×W float in [0, 1]",
                              got=str(tuple(getattr(image, "shape", ()))))
     if backend == "minisd":
-        raise NodeInputError("backend", MINISD_MESSAGE, expected="'transformers' (for now)", got="'minisd'")
-    if backend != "transformers":
+        depth = _run_minisd(image, model, ctx)
+    elif backend == "transformers":
+        depth = _run_transformers(image, model, ctx)
+    else:
         raise NodeInputError("backend", "unknown depth backend", expected="transformers or minisd", got=repr(backend))
-    depth = _run_transformers(image, model, ctx)
     if normalize == "per_image":
         return normalise_per_image(depth)
     return depth

@@ -353,7 +353,8 @@ def _scheduler_config(folder: Path | None) -> dict:
 def _tokenizer_from(folder: Path):
     transformers = lazy_import("transformers")
     sub = folder / "tokenizer"
-    if (sub / "vocab.json").exists():
+    # transformers 5 saves only tokenizer.json (+ config); older versions vocab.json + merges.txt
+    if (sub / "vocab.json").exists() or (sub / "tokenizer.json").exists():
         return transformers.CLIPTokenizer.from_pretrained(str(sub), local_files_only=True)
     return sd_clip_tokenizer()
 

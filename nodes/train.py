@@ -15,6 +15,17 @@ SD is trained in two stages, and so is MiniSD:
    that teaches the same network the *unconditional* prediction that classifier-free
    guidance subtracts at sampling time.
 
+Two more networks are trained on the same world, so the ControlNet and depth lessons work
+offline:
+
+* **TrainControlNet** copies the trained UNet's encoder half into a ControlNet
+  (``ControlNetModel.from_unet``) and teaches it to read Canny edge maps of world pictures
+  (the very CannyEdges node used at sampling time), with the UNet, VAE and text encoder
+  frozen. Its hint encoder shrinks the hint by the VAE's factor (8 for MiniSD).
+* **TrainDepthNet** trains a tiny U-Net (nodes/depth.py) from picture to the world's exact
+  disparity, normalised per picture (the project's DEPTH convention: larger = nearer);
+  EstimateDepth's "minisd" backend loads the folder.
+
 Every trainer is seeded (model init, the data stream, noise, timesteps, dropout: the same
 seed gives the same weights), reports its loss as progress, saves a checkpoint in the
 node's private work folder every ``checkpoint_every`` steps and when cancelled, and resumes
@@ -421,3 +432,250 @@ def train_denoiser(
     plot = plot_losses(losses, ctx.output_path(f"train/{name}_loss.png"), f"TrainDenoiser: final loss {final:.4f}")
     ctx.wrote(plot)
     return DenoiserResult(path, str(plot), round(final, 6))
+
+
+# ---- ControlNet on edge maps ------------------------------------------------------------------
+
+
+def edge_hints(images: "torch.Tensor", low_threshold: float = 0.1, high_threshold: float = 0.2) -> "torch.Tensor":
+    """The Canny hint of world pictures: the very CannyEdges node a graph uses at sampling
+    time, so the ControlNet is trained on exactly the hints it will be given."""
+    from .controlnet import canny_edges
+
+    return canny_edges(images, low_threshold, high_threshold)
+
+
+def controlnet_loss(vae, unet, controlnet, text_encoder, tokenizer, scheduler, images, hints, captions, generator,
+                    caption_dropout: float):
+    """Epsilon-prediction loss of the frozen UNet helped by the ControlNet: the ControlNet
+    reads the noisy latent, the prompt and the hint, and its residuals are added to the
+    UNet's skip connections. Only the ControlNet learns; the UNet's weights stay as they
+    are (the gradient flows through the UNet to the residuals)."""
+    device = images.device
+    with torch.no_grad():
+        latents = vae.encode(images * 2 - 1).latent_dist.sample(generator=generator) * vae.config.scaling_factor
+    b = latents.shape[0]
+    drop = torch.rand(b, generator=generator) < caption_dropout
+    prompts = ["" if d else c for d, c in zip(drop.tolist(), captions)]
+    with torch.no_grad():
+        hidden = minisd.encode_prompts(tokenizer, text_encoder, prompts)
+    noise = torch.randn(latents.shape, generator=generator).to(device)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
+    noisy = scheduler.add_noise(latents, noise, t)
+    down, mid = controlnet(noisy, t, encoder_hidden_states=hidden, controlnet_cond=hints, return_dict=False)
+    prediction = unet(noisy, t, encoder_hidden_states=hidden, down_block_additional_residuals=down,
+                      mid_block_additional_residual=mid).sample
+    return F.mse_loss(prediction, noise)
+
+
+def load_frozen_pipeline_parts(folder: Path, device) -> dict:
+    """UNet, VAE, text encoder, tokenizer and the DDPM training schedule of a MiniSD (or any
+    SD) diffusers folder, all frozen: what the ControlNet is trained against."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if not (folder / part).is_dir():
+            raise NodeInputError("model", f"{folder} has no {part}/ folder: not a diffusers pipeline folder",
+                                 expected="the folder TrainDenoiser wrote (its model_path output)", got=str(folder))
+    frozen = lambda m: m.to(device).eval().requires_grad_(False)  # noqa: E731
+    return {
+        "unet": frozen(UNet2DConditionModel.from_pretrained(str(folder), subfolder="unet", local_files_only=True)),
+        "vae": frozen(AutoencoderKL.from_pretrained(str(folder), subfolder="vae", local_files_only=True)),
+        "text_encoder": frozen(CLIPTextModel.from_pretrained(str(folder), subfolder="text_encoder", local_files_only=True)),
+        "tokenizer": CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", local_files_only=True),
+        "scheduler": DDPMScheduler.from_pretrained(str(folder), subfolder="scheduler", local_files_only=True),
+    }
+
+
+def vae_factor(vae) -> int:
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def controlnet_embedding_channels(factor: int) -> tuple[int, ...]:
+    """The hint encoder's widths: one stride-2 step per entry after the first, so
+    len = log2(factor) + 1 makes it shrink the hint exactly as much as the VAE shrinks the
+    picture (MiniSD: 8×, so 4 entries: 64×64 hint → 8×8 features on the 8×8 latent)."""
+    levels = int(round(math.log2(factor)))
+    if 2**levels != factor:
+        raise NodeInputError("model", "the VAE's downscale factor is not a power of two", got=str(factor))
+    return tuple(min(16 * 2**i, 64) for i in range(levels + 1))
+
+
+def controlnet_holdout_losses(parts: dict, controlnet, seed: int, count: int, thresholds: tuple[float, float]) -> tuple[float, float]:
+    """Denoising loss on held-out pictures (fixed noise and timesteps, full prompts) without
+    and with the ControlNet: how much the hint helps the UNet guess the noise."""
+    device = next(parts["unet"].parameters()).device
+    batch = world_batch(HOLDOUT + int(seed), 0, count, device)
+    hints = edge_hints(batch["image"], *thresholds)
+    common = (parts["text_encoder"], parts["tokenizer"], parts["scheduler"], batch["image"])
+    with torch.no_grad():  # both draw the same latents, noise and timesteps from equal generators
+        off = denoiser_loss(parts["vae"], parts["unet"], *common, batch["caption"], step_generator(seed, 0, salt=7), 0.0)
+        on = controlnet_loss(parts["vae"], parts["unet"], controlnet, *common, hints, batch["caption"],
+                             step_generator(seed, 0, salt=7), 0.0)
+    return float(off), float(on)
+
+
+class ControlNetResult(NamedTuple):
+    controlnet_path: str
+    loss_plot: str
+    final_loss: float
+
+
+@node(category="train", name="TrainControlNet", persist=True)
+def train_controlnet(
+    ctx: RunContext,
+    model: Annotated[str, Doc("the MiniSD pipeline folder TrainDenoiser wrote (its model_path output); stays frozen")] = "minisd",
+    seed: Annotated[Seed, Doc("hint-encoder init, data, noise, timesteps, caption dropout")] = 0,
+    steps: Annotated[int, Range(1, 1_000_000)] = 3000,
+    batch_size: Annotated[int, Range(1, 512)] = 32,
+    learning_rate: Annotated[float, Range(1e-6, 1e-1)] = 3e-4,
+    caption_dropout: Annotated[float, Range(0.0, 1.0), Doc("share of prompts replaced by the empty prompt, so the ControlNet learns to read the hint alone (the ControlNet paper uses 0.5)")] = 0.5,
+    low_threshold: Annotated[float, Range(0.0, 1.0, step=0.01), Doc("Canny low threshold (as CannyEdges)")] = 0.1,
+    high_threshold: Annotated[float, Range(0.0, 1.0, step=0.01), Doc("Canny high threshold (as CannyEdges)")] = 0.2,
+    checkpoint_every: Annotated[int, Range(1, 100_000)] = 100,
+    name: Annotated[str, Doc("ControlNet folder written under the first model root")] = "minisd-controlnet-canny",
+) -> ControlNetResult:
+    """Train a ControlNet that steers MiniSD with Canny edge maps of world pictures.
+
+    The ControlNet starts as a copy of the trained UNet's encoder half
+    (``ControlNetModel.from_unet``), plus a small hint encoder that shrinks the 64×64 edge
+    map by the VAE's factor (8) to the latent's 8×8, and zero-initialised output layers, so
+    at step 0 it changes nothing. The UNet, VAE and text encoder stay frozen; the loss is
+    the usual noise-prediction error of the UNet with the ControlNet's residuals added.
+    Writes a diffusers ControlNet folder that LoadControlNet reads."""
+    from diffusers import ControlNetModel
+
+    _check_name(name)
+    if low_threshold > high_threshold:
+        raise NodeInputError("high_threshold", "high_threshold is below low_threshold", expected=f">= {low_threshold}", got=str(high_threshold))
+    device = pick_device()
+    base = resolve_model(ctx, model, "model")
+    parts = load_frozen_pipeline_parts(base, device)
+    factor = vae_factor(parts["vae"])
+    controlnet = _seeded_init(seed, lambda: ControlNetModel.from_unet(
+        parts["unet"], conditioning_embedding_out_channels=controlnet_embedding_channels(factor)))
+    controlnet = controlnet.to(device).train().requires_grad_(True)
+    params = list(controlnet.parameters())
+    optimizer = adamw(params, learning_rate, weight_decay=1e-2)
+    thresholds = (low_threshold, high_threshold)
+
+    def step_fn(step: int) -> float:
+        batch = world_batch(seed, step, batch_size, device)
+        hints = edge_hints(batch["image"], *thresholds)
+        loss = controlnet_loss(parts["vae"], parts["unet"], controlnet, parts["text_encoder"], parts["tokenizer"],
+                               parts["scheduler"], batch["image"], hints, batch["caption"], step_generator(seed, step),
+                               caption_dropout)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        return float(loss.detach())
+
+    losses = run_training(
+        ctx, steps=steps, checkpoint_every=checkpoint_every, modules={"controlnet": controlnet}, optimizer=optimizer,
+        learning_rate=learning_rate, warmup=min(100, steps // 10 + 1), step_fn=step_fn, label="ControlNet ",
+    )
+    controlnet.eval()
+    without, with_hint = controlnet_holdout_losses(parts, controlnet, seed, 16, thresholds)
+    recent = losses[-max(1, min(50, len(losses))) :]
+    final = sum(recent) / len(recent)
+    facts = {"trainer": "TrainControlNet", "base_model": model, "seed": seed, "steps": steps, "batch_size": batch_size,
+             "caption_dropout": caption_dropout, "hint": "canny", "low_threshold": low_threshold,
+             "high_threshold": high_threshold, "downscale": factor, "final_loss": final,
+             "holdout_loss_without_controlnet": without, "holdout_loss_with_controlnet": with_hint}
+    path = publish(ctx, name, lambda d: minisd.save_part(controlnet, d), facts)
+    plot = plot_losses(losses, ctx.output_path(f"train/{name}_loss.png"),
+                       f"TrainControlNet: held-out loss {without:.4f} → {with_hint:.4f} with the hint")
+    ctx.wrote(plot)
+    return ControlNetResult(path, str(plot), round(final, 6))
+
+
+# ---- depth net -----------------------------------------------------------------------------------
+
+
+def depth_targets(depth: "torch.Tensor") -> "torch.Tensor":
+    """The world's exact disparity (larger = nearer), normalised per picture to [0, 1]:
+    what EstimateDepth(normalize="per_image") outputs, so the net learns the DEPTH convention."""
+    from .depth import normalise_per_image
+
+    return normalise_per_image(depth)
+
+
+def depth_loss(net, images: "torch.Tensor", depth: "torch.Tensor", edge_weight: float = 0.0) -> "torch.Tensor":
+    """L1 between the predicted and the true normalised disparity, plus edge_weight·L1 of
+    the difference between their gradients (sharp object boundaries)."""
+    target = depth_targets(depth)
+    predicted = net(images)
+    loss = F.l1_loss(predicted, target)
+    if edge_weight > 0:
+        (px, py), (tx, ty) = image_gradients(predicted), image_gradients(target)
+        loss = loss + edge_weight * (F.l1_loss(px, tx) + F.l1_loss(py, ty))
+    return loss
+
+
+def depth_error(net, seed: int, count: int, device) -> float:
+    """Mean absolute error of the normalised disparity on held-out world pictures (0 = exact,
+    1 = everything wrong)."""
+    batch = world_batch(HOLDOUT + int(seed), 0, count, device)
+    with torch.no_grad():
+        return float(F.l1_loss(net(batch["image"]), depth_targets(batch["depth"].to(device))))
+
+
+class DepthNetResult(NamedTuple):
+    depth_net_path: str
+    loss_plot: str
+    holdout_error: float
+
+
+@node(category="train", name="TrainDepthNet", persist=True)
+def train_depth_net(
+    ctx: RunContext,
+    seed: Annotated[Seed, Doc("model init and the world data stream")] = 0,
+    steps: Annotated[int, Range(1, 1_000_000)] = 3000,
+    batch_size: Annotated[int, Range(1, 256)] = 32,
+    learning_rate: Annotated[float, Range(1e-6, 1e-1)] = 2e-3,
+    edge_weight: Annotated[float, Range(0.0, 10.0), Doc("weight of the depth-gradient loss (sharp boundaries); 0 = off")] = 0.5,
+    checkpoint_every: Annotated[int, Range(1, 100_000)] = 100,
+    name: Annotated[str, Doc("folder written under the first model root (EstimateDepth's minisd backend reads minisd-depth)")] = "minisd-depth",
+) -> DepthNetResult:
+    """Train the MiniSD depth net (a tiny U-Net, picture → depth) on world pictures and
+    their exact depth: per-pixel disparity, normalised per picture to [0, 1] (1 = the
+    nearest object, 0 = the background), L1 loss. Reports the mean error on held-out
+    pictures. Writes config.json + model.safetensors that EstimateDepth(backend="minisd") loads."""
+    from . import depth as depth_pack
+
+    _check_name(name)
+    device = pick_device()
+    net = _seeded_init(seed, depth_pack.build_depth_net).to(device).train()
+    optimizer = adamw(net.parameters(), learning_rate, weight_decay=1e-4)
+    held_out = world_batch(HOLDOUT + int(seed), 0, 4, device)
+
+    def step_fn(step: int) -> float:
+        batch = world_batch(seed, step, batch_size, device)
+        loss = depth_loss(net, batch["image"], batch["depth"].to(device), edge_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    def preview():
+        net.eval()
+        with torch.no_grad():
+            predicted = net(held_out["image"])
+        net.train()
+        return torch.cat([held_out["image"], predicted.repeat(1, 3, 1, 1)]).cpu()
+
+    losses = run_training(
+        ctx, steps=steps, checkpoint_every=checkpoint_every, modules={"depth_net": net}, optimizer=optimizer,
+        learning_rate=learning_rate, warmup=min(100, steps // 10 + 1), step_fn=step_fn, preview_fn=preview, label="depth ",
+    )
+    net.eval()
+    error = depth_error(net, seed, 32, device)
+    facts = {"trainer": "TrainDepthNet", "seed": seed, "steps": steps, "batch_size": batch_size,
+             "edge_weight": edge_weight, "holdout_mean_abs_error": round(error, 5),
+             "final_loss": losses[-1] if losses else None}
+    path = publish(ctx, name, lambda d: depth_pack.save_depth_net(net, d), facts)
+    plot = plot_losses(losses, ctx.output_path(f"train/{name}_loss.png"), f"TrainDepthNet: held-out error {error:.4f}")
+    ctx.wrote(plot)
+    return DepthNetResult(path, str(plot), round(error, 5))

@@ -1,6 +1,6 @@
 """Depth nodes: a tiny DPT built offline from a config, saved with save_pretrained under a
-model root and loaded through EstimateDepth; the DEPTH convention; the preview; MiniSD's
-honest 'not shipped yet'."""
+model root and loaded through EstimateDepth; the DEPTH convention; the preview; the MiniSD
+backend's errors (loading a trained MiniSD depth net is tested in test_train.py)."""
 
 from __future__ import annotations
 
@@ -79,10 +79,25 @@ def test_estimate_depth_through_the_node_spec(ctx):
     assert out["depth"].shape == (1, 1, 40, 56)
 
 
-def test_minisd_backend_is_not_faked(ctx):
+def test_minisd_backend_without_a_trained_folder_says_how_to_get_one(ctx, roots):
     with pytest.raises(NodeInputError) as info:
-        dp.estimate_depth(ctx, picture(), backend="minisd")
-    assert info.value.input == "backend" and "not shipped yet" in str(info.value)
+        dp.estimate_depth(ctx, picture(), backend="minisd")  # default: models/minisd-depth, absent
+    assert info.value.input == "model" and "'minisd-depth'" in str(info.value)
+    assert "TrainDepthNet" in str(info.value) or "graphs/train" in str(info.value)
+    with pytest.raises(NodeInputError) as info:  # a transformers folder is not a MiniSD depth net
+        dp.estimate_depth(ctx, picture(), backend="minisd", model="depth/tiny-dpt")
+    assert info.value.input == "model" and "MiniSD depth net" in str(info.value)
+
+
+def test_minisd_depth_net_round_trips_through_its_folder(tmp_path):
+    torch.manual_seed(0)
+    net = dp.build_depth_net().eval()
+    dp.save_depth_net(net, tmp_path)
+    loaded = dp.load_depth_net(tmp_path, torch.device("cpu"))
+    image = picture(batch=2, height=64, width=64)
+    with torch.no_grad():
+        assert torch.equal(loaded(image), net(image))
+    assert loaded(image).shape == (2, 1, 64, 64)
 
 
 def test_missing_or_incomplete_model_folders(ctx, roots):

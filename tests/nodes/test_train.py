@@ -163,3 +163,185 @@ def test_publish_refuses_to_replace_a_folder_it_did_not_write(roots):
         T.publish(ctx, "mine", lambda d: None, {})
     with pytest.raises(Exception, match="plain folder name"):
         T.publish(ctx, "../escape", lambda d: None, {})
+
+
+# ---- ControlNet and depth net -------------------------------------------------------------------
+
+
+def _roots_in(base):
+    from nodegraph.context import Roots
+
+    roots = Roots(inputs=[], outputs=base / "out", models=[base / "models"], cache=base / "cache")
+    roots.models[0].mkdir(parents=True, exist_ok=True)
+    return roots
+
+
+@pytest.fixture(scope="module")
+def base_pipeline(tmp_path_factory):
+    """A MiniSD pipeline folder with seeded random weights: the frozen base a ControlNet is
+    trained against (its quality does not matter to the wiring checked here)."""
+    folder = tmp_path_factory.mktemp("minisd-base") / "base"
+    return M.fresh_pipeline_folder(folder, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained_controlnet(tmp_path_factory, base_pipeline):
+    import shutil
+
+    roots = _roots_in(tmp_path_factory.mktemp("cn"))
+    shutil.copytree(base_pipeline, roots.models[0] / "base")
+    events = []
+    ctx = make_ctx(roots, "cn-sig", lambda i, n, p, t: events.append((i, n, p, t)))
+    result = T.train_controlnet(ctx, model="base", seed=3, steps=4, batch_size=4, learning_rate=2e-3,
+                                checkpoint_every=2, name="cn")
+    return roots, result, events
+
+
+def test_controlnet_steps_reduce_loss_and_write_a_controlnet_folder(trained_controlnet):
+    from diffusers import ControlNetModel
+
+    roots, result, events = trained_controlnet
+    assert result.controlnet_path == "cn"
+    folder = roots.models[0] / "cn"
+    facts = json.loads((folder / T.MARKER).read_text())
+    assert facts["downscale"] == 8 and facts["hint"] == "canny"
+    # held-out denoising loss (fixed noise and timesteps): lower with the trained ControlNet
+    assert facts["holdout_loss_with_controlnet"] < facts["holdout_loss_without_controlnet"], facts
+    parts = T.load_frozen_pipeline_parts(roots.models[0] / "base", torch.device("cpu"))
+    # a ControlNet fresh from from_unet has zero output layers: exactly no effect at step 0
+    fresh = T._seeded_init(3, lambda: ControlNetModel.from_unet(parts["unet"], conditioning_embedding_out_channels=(16, 32, 64, 64)))
+    off, on = T.controlnet_holdout_losses(parts, fresh.eval(), 3, 8, (0.1, 0.2))
+    assert on == pytest.approx(off, abs=1e-6)
+    trained = ControlNetModel.from_pretrained(str(folder), local_files_only=True).eval()
+    off, on = T.controlnet_holdout_losses(parts, trained, 3, 8, (0.1, 0.2))
+    assert on < off, (off, on)
+    assert (roots.outputs / "train" / "cn_loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert [e[0] for e in events if e[0] > 0][-1] == 4 and "loss" in events[-1][3]
+
+
+def test_trained_controlnet_loads_through_loadcontrolnet_and_steers_the_sample(trained_controlnet):
+    from nodegraph.nodes.controlnet import canny_edges, controlnet_apply
+    from nodegraph.nodes.latent import empty_latent_image
+    from nodegraph.nodes.models import checkpoint_loader, load_controlnet
+    from nodegraph.nodes.sampling import ksampler
+    from nodegraph.nodes.text import clip_text_encode
+
+    roots, _, _ = trained_controlnet
+    ctx = make_ctx(roots, "sample")
+    model, clip, vae = checkpoint_loader("base", ctx)
+    net = load_controlnet("cn", ctx)
+    assert net.downscale == vae.scale_factor == 8
+    hint = canny_edges(T.world_batch(7, 0, 1, torch.device("cpu"))["image"])
+    # the loader must use MiniSD's own word tokenizer (transformers 5 saves only tokenizer.json)
+    assert clip.tokenizer.model_max_length == M.build_tokenizer().model_max_length
+    assert clip.tokenizer("a red circle").input_ids == M.build_tokenizer()("a red circle").input_ids
+    pos = clip_text_encode(clip, "a red circle at the top left")
+    neg = clip_text_encode(clip, "")
+    latent = empty_latent_image(64, 64, 1, vae=vae)
+    plain = ksampler(model, pos, neg, latent, ctx, seed=4, steps=3, cfg=3.0)["samples"]
+    cpos, cneg = controlnet_apply(pos, neg, net, hint, strength=1.0, vae=vae)
+    steered = ksampler(model, cpos, cneg, latent, ctx, seed=4, steps=3, cfg=3.0)["samples"]
+    assert steered.shape == plain.shape == (1, 4, 8, 8)
+    assert (steered - plain).abs().max() > 1e-3
+
+
+def test_controlnet_refuses_a_folder_that_is_not_a_pipeline(roots):
+    (roots.models[0] / "not-a-pipeline").mkdir()
+    with pytest.raises(Exception, match="not a diffusers pipeline folder"):
+        T.train_controlnet(make_ctx(roots), model="not-a-pipeline", steps=1, batch_size=1)
+
+
+@pytest.fixture(scope="module")
+def trained_depth_net(tmp_path_factory):
+    roots = _roots_in(tmp_path_factory.mktemp("depth"))
+    from nodegraph.nodes import depth as dp
+
+    before = T.depth_error(T._seeded_init(4, dp.build_depth_net).eval(), 4, 32, torch.device("cpu"))
+    events = []
+    ctx = make_ctx(roots, "depth-sig", lambda i, n, p, t: events.append((i, n, p, t)))
+    result = T.train_depth_net(ctx, seed=4, steps=16, batch_size=8, learning_rate=1e-2, checkpoint_every=8,
+                               name="minisd-depth")
+    return roots, result, events, before
+
+
+def test_depth_net_steps_reduce_error_and_write_a_folder(trained_depth_net):
+    from nodegraph.nodes import depth as dp
+
+    roots, result, events, before = trained_depth_net
+    assert result.depth_net_path == "minisd-depth"
+    assert result.holdout_error < before - 0.02, (before, result.holdout_error)
+    folder = roots.models[0] / "minisd-depth"
+    assert {p.name for p in folder.iterdir()} >= {"config.json", "model.safetensors", T.MARKER}
+    net = dp.load_depth_net(folder, torch.device("cpu"))
+    assert T.depth_error(net, 4, 32, torch.device("cpu")) == pytest.approx(result.holdout_error, abs=1e-4)
+    assert (roots.outputs / "train" / "minisd-depth_loss.png").exists()
+    assert any(e[2] is not None for e in events)  # pictures and predicted depth as previews
+
+
+def test_depth_net_loads_through_estimatedepth_minisd_backend(trained_depth_net):
+    from nodegraph.nodes import depth as dp
+
+    roots, _, _, _ = trained_depth_net
+    ctx = make_ctx(roots, "estimate")
+    batch = T.world_batch(11, 0, 3, torch.device("cpu"))
+    image = torch.nn.functional.interpolate(batch["image"], size=(40, 56), mode="bilinear", align_corners=False)
+    depth = dp.estimate_depth(ctx, image, backend="minisd")  # default model → models/minisd-depth
+    assert depth.shape == (3, 1, 40, 56) and depth.dtype == torch.float32
+    assert depth.min() >= 0 and depth.max() <= 1
+    for index in range(3):  # per_image: each picture spans [0, 1]
+        assert depth[index].max() == pytest.approx(1.0) and depth[index].min() == pytest.approx(0.0)
+    raw = dp.estimate_depth(ctx, batch["image"], backend="minisd", model="minisd-depth", normalize="none")
+    assert raw.shape == (3, 1, 64, 64) and raw.min() >= 0 and raw.max() <= 1
+    # at 64 px, exactly the net's output
+    net = dp.load_depth_net(roots.models[0] / "minisd-depth", torch.device("cpu"))
+    with torch.no_grad():
+        assert torch.allclose(raw, net(batch["image"]), atol=1e-6)
+
+
+def _cancel_and_resume(tmp_path, train, kwargs, weights_file, cancel_at=2, prepare=None):
+    """Run `train` straight through, and again cancelled after step `cancel_at` then resumed:
+    both must write identical weights."""
+    straight_roots = _roots_in(tmp_path / "straight")
+    roots = _roots_in(tmp_path / "resumed")
+    if prepare is not None:
+        prepare(straight_roots)
+        prepare(roots)
+    train(make_ctx(straight_roots, "s"), **kwargs)
+    cancel = CancelToken()
+
+    def on_progress(step, total, preview, text):
+        if step == cancel_at:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        train(make_ctx(roots, "r", on_progress, cancel), **kwargs)
+    assert T.Checkpoint(roots.cache / "work" / "r").load()["step"] == cancel_at
+    assert not (roots.models[0] / kwargs["name"]).exists()
+    resumed_steps = []
+    train(make_ctx(roots, "r", lambda s, n, p, t: resumed_steps.append(s)), **kwargs)
+    assert resumed_steps[0] == cancel_at and 1 not in resumed_steps
+    from safetensors.torch import load_file
+
+    wa = load_file(straight_roots.models[0] / kwargs["name"] / weights_file)
+    wb = load_file(roots.models[0] / kwargs["name"] / weights_file)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_controlnet_resumes_after_cancel_with_identical_weights(tmp_path, base_pipeline):
+    import shutil
+
+    _cancel_and_resume(
+        tmp_path, T.train_controlnet,
+        dict(model="base", seed=6, steps=3, batch_size=2, learning_rate=2e-3, checkpoint_every=3, name="c"),
+        "diffusion_pytorch_model.safetensors",
+        prepare=lambda roots: shutil.copytree(base_pipeline, roots.models[0] / "base"),
+    )
+
+
+def test_depth_net_resumes_after_cancel_with_identical_weights(tmp_path):
+    _cancel_and_resume(
+        tmp_path, T.train_depth_net,
+        dict(seed=6, steps=3, batch_size=2, learning_rate=3e-3, checkpoint_every=3, name="d"),
+        "model.safetensors", cancel_at=2,
+    )
