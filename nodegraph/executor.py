@@ -131,6 +131,14 @@ class Executor:
             raise GraphError([Problem("unknown_target", f"no node {t!r} in the graph", node_id=t) for t in missing])
         return topological_order(graph, targets)
 
+    def outputs_of(self, result: RunResult, node_id: str) -> dict[str, Any] | None:
+        """Outputs of any node of a finished run (not only its targets), while the memory
+        cache still holds them: what an editor shows when you select a node."""
+        if node_id in result.outputs:
+            return result.outputs[node_id]
+        signature = result.signatures.get(node_id)
+        return self.cache.get(signature) if signature else None
+
     # -- running ------------------------------------------------------------------------------------
     def run(
         self,

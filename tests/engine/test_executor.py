@@ -78,6 +78,14 @@ def test_signatures_depend_on_content_not_ids(executor):
     assert second.executed == [] and first.signatures["2"] == second.signatures["y"]
 
 
+def test_outputs_of_any_node_after_a_run(executor):
+    result = executor.run(diamond())
+    assert executor.outputs_of(result, "2") == {"int": 13}  # not a target: read from the cache
+    assert executor.outputs_of(result, "4") == {"float": 13}
+    executor.cache.clear()
+    assert executor.outputs_of(result, "2") is None and executor.outputs_of(result, "4") == {"float": 13}
+
+
 def test_until_runs_only_what_the_node_needs(executor):
     result = executor.run(diamond(), until="3")
     assert sorted(result.executed) == ["1", "3"]

@@ -449,8 +449,9 @@ class MainScreen(Screen):
     def _outputs_of(self, node_id: str) -> dict | None:
         if self.running:  # the worker owns the executor's cache until the run ends
             return None
-        signature = self.signatures.get(node_id)
-        return self.executor.cache.get(signature) if signature else None
+        if self.last_result is None or node_id not in self.signatures:  # not run since this graph was opened
+            return None
+        return self.executor.outputs_of(self.last_result, node_id)
 
     # -- editing ------------------------------------------------------------------------------------------
     def _label(self, node_id: str) -> str:
