@@ -245,9 +245,11 @@ def _seeded_init(seed: int, build: Callable[[], Any]) -> Any:
 
 
 def psnr(a: "torch.Tensor", b: "torch.Tensor") -> float:
-    """Peak signal-to-noise ratio in dB of images in [0, 1] (averaged MSE over the batch)."""
-    mse = float(F.mse_loss(a.clamp(0, 1), b.clamp(0, 1)))
-    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+    """Peak signal-to-noise ratio in dB of images in [0, 1] (averaged MSE over the batch); the
+    same measure lessons use (ImageDistance), after clamping reconstructions into range."""
+    from .check import image_distance_value
+
+    return image_distance_value(a.clamp(0, 1), b.clamp(0, 1), "psnr")
 
 
 def image_gradients(x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
