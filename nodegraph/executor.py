@@ -122,14 +122,18 @@ class Executor:
         read = {link.node_id for entry in graph.nodes.values() for link in entry.links().values()}
         return [node_id for node_id in graph.nodes if node_id not in read]
 
-    def plan(self, graph: Graph, targets: Sequence[str] | None = None, until: str | None = None) -> list[str]:
+    def resolve_targets(self, graph: Graph, targets: Sequence[str] | None = None, until: str | None = None) -> list[str]:
+        """`until` wins over `targets`; neither means the default targets."""
         if until is not None:
             targets = [until]
         targets = list(targets) if targets is not None else self.default_targets(graph)
         missing = [t for t in targets if t not in graph.nodes]
         if missing:
             raise GraphError([Problem("unknown_target", f"no node {t!r} in the graph", node_id=t) for t in missing])
-        return topological_order(graph, targets)
+        return targets
+
+    def plan(self, graph: Graph, targets: Sequence[str] | None = None, until: str | None = None) -> list[str]:
+        return topological_order(graph, self.resolve_targets(graph, targets, until))
 
     def outputs_of(self, result: RunResult, node_id: str) -> dict[str, Any] | None:
         """Outputs of any node of a finished run (not only its targets), while the memory
@@ -169,8 +173,9 @@ class Executor:
         observers = list(observers)
         cancel = cancel or CancelToken()
         run_id = uuid.uuid4().hex[:12]
-        order = self.plan(graph, targets, until)
-        target_set = set(targets if targets is not None else ([until] if until else self.default_targets(graph)))
+        resolved = self.resolve_targets(graph, targets, until)
+        order = topological_order(graph, resolved)
+        target_set = set(resolved)
         emit = _Emitter(observers)
         emit(RunStarted(run_id, tuple(order)))
 

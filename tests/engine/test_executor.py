@@ -90,6 +90,9 @@ def test_until_runs_only_what_the_node_needs(executor):
     result = executor.run(diamond(), until="3")
     assert sorted(result.executed) == ["1", "3"]
     assert result.outputs == {"3": {"int": 103}}
+    # `until` wins over `targets`, for the plan and for the outputs returned alike
+    both = executor.run(diamond(), targets=["4"], until="2")
+    assert both.plan == ["1", "2"] and both.outputs == {"2": {"int": 13}}
 
 
 def test_non_deterministic_nodes_rerun_and_invalidate_downstream(executor):
