@@ -346,11 +346,16 @@ def train_autoencoder(
 # ---- text encoder + UNet ----------------------------------------------------------------------
 
 
-def denoiser_loss(vae, unet, text_encoder, tokenizer, scheduler, images, captions, generator, caption_dropout: float):
-    """Epsilon-prediction loss on VAE latents, with caption dropout for CFG."""
-    device = images.device
+def encode_latents(vae, images: "torch.Tensor", generator) -> "torch.Tensor":
+    """VAE latents of images in [0, 1], sampled from the encoder's distribution and scaled
+    the way the UNet sees them (SD's ``scaling_factor``)."""
     with torch.no_grad():
-        latents = vae.encode(images * 2 - 1).latent_dist.sample(generator=generator) * vae.config.scaling_factor
+        return vae.encode(images * 2 - 1).latent_dist.sample(generator=generator) * vae.config.scaling_factor
+
+
+def denoiser_loss(unet, text_encoder, tokenizer, scheduler, latents, captions, generator, caption_dropout: float):
+    """Epsilon-prediction loss on (scaled) VAE latents, with caption dropout for CFG."""
+    device = latents.device
     b = latents.shape[0]
     drop = torch.rand(b, generator=generator) < caption_dropout
     prompts = ["" if d else c for d, c in zip(drop.tolist(), captions)]
@@ -360,6 +365,53 @@ def denoiser_loss(vae, unet, text_encoder, tokenizer, scheduler, images, caption
     noisy = scheduler.add_noise(latents, noise, t)
     prediction = unet(noisy, t, encoder_hidden_states=hidden).sample
     return F.mse_loss(prediction, noise)
+
+
+class EncodedWorld:
+    """A fixed set of world pictures encoded once by the frozen VAE: each picture's latent
+    mean and spread, and its caption. Encoding is most of a denoiser step's cost and the
+    VAE never changes while the UNet learns, so it is done once (and kept in the node's
+    work folder, so a resumed run does not redo it); every step then draws a fresh latent
+    sample of a random subset, as SD's own training on cached latents does."""
+
+    def __init__(self, mean: "torch.Tensor", std: "torch.Tensor", captions: list[str], scaling_factor: float) -> None:
+        self.mean, self.std, self.captions, self.scaling_factor = mean, std, captions, scaling_factor
+
+    @classmethod
+    def build(cls, ctx: RunContext, vae, seed: int, count: int, device) -> "EncodedWorld":
+        """Encode `count` pictures of the world stream for `seed` once, kept in the work folder."""
+        path = ctx.work_dir / f"encoded_world_{count}.pt"
+        if path.exists():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            return cls(saved["mean"], saved["std"], list(saved["captions"]), float(saved["scaling_factor"]))
+        encoded = cls.encode(vae, seed, count, device, lambda done: ctx.progress(done, count, None, f"encoding world pictures {done}/{count}"))
+        with atomic_path(path) as tmp:
+            torch.save({"mean": encoded.mean, "std": encoded.std, "captions": encoded.captions,
+                        "scaling_factor": encoded.scaling_factor}, tmp)
+        return encoded
+
+    @classmethod
+    def encode(cls, vae, seed: int, count: int, device, progress: Callable[[int], None] = lambda done: None,
+               chunk: int = 64) -> "EncodedWorld":
+        means, stds, captions = [], [], []
+        for index in range(-(-count // chunk)):
+            progress(index * chunk)
+            batch = world_batch(seed, index, chunk, device)
+            with torch.no_grad():
+                dist = vae.encode(batch["image"] * 2 - 1).latent_dist
+            means.append(dist.mean.cpu())
+            stds.append(dist.std.cpu())
+            captions += list(batch["caption"])
+        return cls(torch.cat(means)[:count], torch.cat(stds)[:count], captions[:count], float(vae.config.scaling_factor))
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def batch(self, size: int, generator, device) -> tuple["torch.Tensor", list[str]]:
+        index = torch.randint(0, len(self), (size,), generator=generator)
+        noise = torch.randn(self.mean[index].shape, generator=generator)
+        latents = (self.mean[index] + self.std[index] * noise) * self.scaling_factor
+        return latents.to(device), [self.captions[i] for i in index.tolist()]
 
 
 def load_vae_folder(folder: Path, device):
@@ -383,6 +435,7 @@ def train_denoiser(
     batch_size: Annotated[int, Range(1, 512)] = 64,
     learning_rate: Annotated[float, Range(1e-6, 1e-1)] = 5e-4,
     caption_dropout: Annotated[float, Range(0.0, 1.0), Doc("share of captions replaced by the empty prompt (teaches the unconditional prediction CFG needs)")] = 0.1,
+    dataset_size: Annotated[int, Range(1, 1_000_000), Doc("distinct world pictures, encoded once by the VAE before training starts")] = 32768,
     checkpoint_every: Annotated[int, Range(1, 100_000)] = 100,
     name: Annotated[str, Doc("pipeline folder written under the first model root")] = "minisd",
 ) -> DenoiserResult:
@@ -402,11 +455,12 @@ def train_denoiser(
     scheduler = minisd.build_train_scheduler()
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = adamw(params, learning_rate, weight_decay=1e-2)
+    data = EncodedWorld.build(ctx, vae_model, seed, dataset_size, device)
 
     def step_fn(step: int) -> float:
-        batch = world_batch(seed, step, batch_size, device)
-        loss = denoiser_loss(vae_model, unet, text_encoder, tokenizer, scheduler, batch["image"], batch["caption"],
-                             step_generator(seed, step), caption_dropout)
+        generator = step_generator(seed, step)
+        latents, captions = data.batch(batch_size, generator, device)
+        loss = denoiser_loss(unet, text_encoder, tokenizer, scheduler, latents, captions, generator, caption_dropout)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -454,8 +508,7 @@ def controlnet_loss(vae, unet, controlnet, text_encoder, tokenizer, scheduler, i
     UNet's skip connections. Only the ControlNet learns; the UNet's weights stay as they
     are (the gradient flows through the UNet to the residuals)."""
     device = images.device
-    with torch.no_grad():
-        latents = vae.encode(images * 2 - 1).latent_dist.sample(generator=generator) * vae.config.scaling_factor
+    latents = encode_latents(vae, images, generator)
     b = latents.shape[0]
     drop = torch.rand(b, generator=generator) < caption_dropout
     prompts = ["" if d else c for d, c in zip(drop.tolist(), captions)]
@@ -510,10 +563,12 @@ def controlnet_holdout_losses(parts: dict, controlnet, seed: int, count: int, th
     device = next(parts["unet"].parameters()).device
     batch = world_batch(HOLDOUT + int(seed), 0, count, device)
     hints = edge_hints(batch["image"], *thresholds)
-    common = (parts["text_encoder"], parts["tokenizer"], parts["scheduler"], batch["image"])
+    common = (parts["text_encoder"], parts["tokenizer"], parts["scheduler"])
     with torch.no_grad():  # both draw the same latents, noise and timesteps from equal generators
-        off = denoiser_loss(parts["vae"], parts["unet"], *common, batch["caption"], step_generator(seed, 0, salt=7), 0.0)
-        on = controlnet_loss(parts["vae"], parts["unet"], controlnet, *common, hints, batch["caption"],
+        generator = step_generator(seed, 0, salt=7)
+        latents = encode_latents(parts["vae"], batch["image"], generator)
+        off = denoiser_loss(parts["unet"], *common, latents, batch["caption"], generator, 0.0)
+        on = controlnet_loss(parts["vae"], parts["unet"], controlnet, *common, batch["image"], hints, batch["caption"],
                              step_generator(seed, 0, salt=7), 0.0)
     return float(off), float(on)
 

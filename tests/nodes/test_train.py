@@ -95,9 +95,11 @@ def test_autoencoder_steps_improve_reconstruction_and_write_a_vae_folder(trained
 def _denoiser_eval_loss(vae, unet, text_encoder, tokenizer, seed=3):
     """Denoising loss on a fixed batch with fixed noise and timesteps."""
     batch = T.world_batch(99, 0, 8, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(seed)
+    latents = T.encode_latents(vae, batch["image"], generator)
     with torch.no_grad():
-        return float(T.denoiser_loss(vae, unet, text_encoder, tokenizer, M.build_train_scheduler(),
-                                     batch["image"], batch["caption"], torch.Generator().manual_seed(seed), 0.0))
+        return float(T.denoiser_loss(unet, text_encoder, tokenizer, M.build_train_scheduler(),
+                                     latents, batch["caption"], generator, 0.0))
 
 
 def test_denoiser_steps_reduce_loss_and_write_a_loadable_pipeline(trained_vae):
@@ -107,7 +109,7 @@ def test_denoiser_steps_reduce_loss_and_write_a_loadable_pipeline(trained_vae):
     te0, unet0 = T._seeded_init(2, lambda: (M.build_text_encoder(tok), M.build_unet()))
     before = _denoiser_eval_loss(vae, unet0.eval(), te0.eval(), tok)
     ctx = make_ctx(roots, "den-1")
-    result = T.train_denoiser(ctx, vae=vae_result.vae_path, seed=2, steps=8, batch_size=8, learning_rate=2e-3,
+    result = T.train_denoiser(ctx, vae=vae_result.vae_path, seed=2, steps=8, batch_size=8, learning_rate=2e-3, dataset_size=64,
                               checkpoint_every=4, name="den")
     assert result.model_path == "den" and (roots.outputs / "train" / "den_loss.png").exists()
     pipe = M.load_pipeline(roots.models[0] / "den")
