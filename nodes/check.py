@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, NamedTuple
 
-from nodegraph import Doc, NodeInputError, RunContext, node
+from nodegraph import Doc, NodeInputError, Range, RunContext, node
 from nodegraph.frames import FrameStream
 from nodegraph.lazy import lazy_import
 from nodegraph.types import Check, Flow, Frames, Image, Mask
@@ -31,11 +31,37 @@ def image_size(image: Image) -> Size:
     return Size(width, height, channels, batch)
 
 
-def image_distance_value(a, b, metric: str) -> float:
-    """The distance between two images under `metric` (shared with other packs' checks)."""
+MaskInput = Annotated[Mask, Doc("optional B×1×H×W (or 1×1×H×W) mask: where to measure")]
+Region = Annotated[Literal["inside", "outside"], Doc("with a mask: measure where it is 1, or where it is 0")]
+
+
+def region_of(mask, like, region: str, what: str):
+    """Boolean B×1×H×W selection of the pixels of `like` inside (mask > 0.5) or outside
+    `mask`, with a clear error when the mask does not fit `what` (the measured input)."""
+    size = tuple(like.shape[-2:])
+    if not hasattr(mask, "shape") or mask.ndim != 4 or mask.shape[1] != 1 or tuple(mask.shape[-2:]) != size:
+        raise NodeInputError("mask", f"not a mask of the {what}'s size", expected=f"B×1×{size[0]}×{size[1]}",
+                             got=str(tuple(getattr(mask, "shape", ()))) or type(mask).__name__)
+    if mask.shape[0] not in (1, like.shape[0]):
+        raise NodeInputError("mask", f"batch sizes of mask and {what} differ", expected=f"batch {like.shape[0]} (or 1)",
+                             got=f"batch {mask.shape[0]}")
+    keep = (mask.to(like.device).float() > 0.5).expand(like.shape[0], 1, *size)
+    if region == "outside":
+        keep = ~keep
+    if not bool(keep.any()):
+        raise NodeInputError("mask", f"no pixel is {region} the mask", expected="a mask with some pixels to measure")
+    return keep
+
+
+def image_distance_value(a, b, metric: str, mask=None, region: str = "inside") -> float:
+    """The distance between two images under `metric` (shared with other packs' checks),
+    over every pixel or only those inside/outside `mask`."""
     if a.shape[-2:] != b.shape[-2:]:
         raise NodeInputError("b", "sizes differ", f"{tuple(a.shape[-2:])}", f"{tuple(b.shape[-2:])}")
     diff = a.float() - b.float()
+    if mask is not None:
+        keep = region_of(mask, diff, region, "image").expand_as(diff)
+        diff = diff[keep]
     if metric == "mae":
         return float(diff.abs().mean())
     mse = float(diff.pow(2).mean())
@@ -49,17 +75,44 @@ def image_distance(
     a: Image,
     b: Image,
     metric: Annotated[Literal["mae", "mse", "psnr"], Doc("psnr is in dB: higher means closer")] = "mae",
+    mask: MaskInput | None = None,
+    region: Region = "inside",
 ) -> float:
     """How far apart two images are: mean absolute error, mean squared error, or PSNR
-    (peak signal-to-noise ratio, 10·log10(1/MSE) for images in [0, 1])."""
-    return image_distance_value(a, b, metric)
+    (peak signal-to-noise ratio, 10·log10(1/MSE) for images in [0, 1]). With a mask, only
+    the pixels inside it (or outside it) count: did an inpainter keep what it should?"""
+    return image_distance_value(a, b, metric, mask, region)
+
+
+def edge_agreement_value(edges, hint, tolerance: int = 1) -> float:
+    """F1 score of two edge maps (white lines on black): an edge pixel of one counts as
+    matched when the other has an edge within `tolerance` pixels. 1 = the same lines."""
+    if edges.shape[-2:] != hint.shape[-2:]:
+        raise NodeInputError("hint", "sizes differ", f"{tuple(edges.shape[-2:])}", f"{tuple(hint.shape[-2:])}")
+    grow = lambda e: torch.nn.functional.max_pool2d(e, 2 * tolerance + 1, 1, tolerance)  # noqa: E731
+    out, ref = (edges[:, :1].float() > 0.5).float(), (hint[:, :1].float() > 0.5).float()
+    precision = float((out * grow(ref)).sum() / out.sum().clamp(min=1))
+    recall = float((ref * grow(out)).sum() / ref.sum().clamp(min=1))
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+@node(category="check", name="EdgeAgreement", output="f1")
+def edge_agreement(
+    edges: Annotated[Image, Doc("edges of the result, e.g. CannyEdges of the generated picture")],
+    hint: Annotated[Image, Doc("the edges asked for, e.g. the ControlNet hint")],
+    tolerance: Annotated[int, Range(0, 8), Doc("how many pixels apart two edges may be and still match")] = 1,
+) -> float:
+    """Do two edge maps draw the same lines? F1 of their edge pixels (0..1): the harmonic
+    mean of "how many result edges lie on a hint edge" and "how many hint edges the result
+    drew". Measures how closely a ControlNet followed its hint."""
+    return edge_agreement_value(edges, hint, tolerance)
 
 
 @node(category="check", name="FlowMagnitude", output="pixels")
 def flow_magnitude(
     flow: Annotated[Flow, Doc("a backward FLOW B×2×H×W (from OpticalFlow, Transform2D/3D, the world)")],
-    mask: Annotated[Mask, Doc("optional B×1×H×W (or 1×1×H×W) mask: where to measure")] | None = None,
-    region: Annotated[Literal["inside", "outside"], Doc("with a mask: average where it is 1, or where it is 0")] = "inside",
+    mask: MaskInput | None = None,
+    region: Region = "inside",
 ) -> float:
     """How far the content moved: the mean length of the flow's (dx, dy) offsets, in pixels.
 
@@ -71,18 +124,7 @@ def flow_magnitude(
     length = flow.float().pow(2).sum(dim=1, keepdim=True).sqrt()
     if mask is None:
         return float(length.mean())
-    if not hasattr(mask, "shape") or mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[-2:] != flow.shape[-2:]:
-        raise NodeInputError("mask", "not a mask of the flow's size", expected=f"B×1×{flow.shape[-2]}×{flow.shape[-1]}",
-                             got=str(tuple(getattr(mask, "shape", ()))) or type(mask).__name__)
-    if mask.shape[0] not in (1, flow.shape[0]):
-        raise NodeInputError("mask", "batch sizes of mask and flow differ", expected=f"batch {flow.shape[0]} (or 1)",
-                             got=f"batch {mask.shape[0]}")
-    keep = (mask.to(length.device).float() > 0.5).expand_as(length)
-    if region == "outside":
-        keep = ~keep
-    if not bool(keep.any()):
-        raise NodeInputError("mask", f"no pixel is {region} the mask", expected="a mask with some pixels to measure")
-    return float(length[keep].mean())
+    return float(length[region_of(mask, length, region, "flow")].mean())
 
 
 @node(category="check", name="FrameAt", output="image")

@@ -464,6 +464,48 @@ def scheduler_step_node(sampling: Sampling, noise: Noise, ctx: RunContext) -> St
 
     if sampling.done:
         raise NodeInputError("sampling", "all steps of this sampling run are done")
-    state = scheduler_step(sampling.copy(), noise)
+    state = sampling.copy()
+    if hasattr(state.scheduler, "is_scale_input_called"):
+        state.scheduler.is_scale_input_called = True  # PredictNoise scaled the input on its own copy
+    state = scheduler_step(state, noise)
     ctx.progress(state.index, state.total, preview=latent_preview(state.latents))
     return Stepped(state, {"samples": state.latents})
+
+
+def noise_levels(scheduler: Any) -> list[float]:
+    """The noise level σ at each step of a scheduler's run, as a number every sampler shares:
+    σ = √((1 − ᾱ_t) / ᾱ_t), the noise-to-signal ratio (the Euler family stores it directly)."""
+    if getattr(scheduler, "sigmas", None) is not None and len(scheduler.sigmas) == len(scheduler.timesteps) + 1:
+        return [float(s) for s in scheduler.sigmas[:-1]]
+    alphas = scheduler.alphas_cumprod[scheduler.timesteps.long()]
+    return [float(s) for s in ((1 - alphas) / alphas).sqrt()]
+
+
+@node(category="sampling", name="NoiseSchedulePlot", output="path")
+def noise_schedule_plot(
+    model: Model,
+    ctx: RunContext,
+    steps: StepsInput = 20,
+    sampler_name: Annotated[SamplerName, Doc("whose schedule to draw (the Euler family supports every spacing)")] = "euler",
+    filename: Annotated[str, Doc("PNG under the output root")] = "noise_schedule.png",
+) -> str:
+    """Plot how much noise is left at each of `steps` steps (σ, log scale), once per spacing
+    (normal, karras, exponential...). Every spacing starts at the model's noisiest level and
+    ends near zero; they differ in where they spend their steps: karras spends more of them
+    on the small, detail-making noise levels at the end."""
+    lines = []
+    for name in SCHEDULES:
+        try:
+            sched = make_scheduler(model.scheduler_config, sampler_name, name)
+        except NodeInputError:
+            continue  # this sampler has no such spacing
+        sched.set_timesteps(steps)
+        lines.append((name, range(len(sched.timesteps)), noise_levels(sched), {"marker": ".", "lw": 1.2}))
+    if not filename.lower().endswith(".png"):
+        filename += ".png"
+    path = ctx.output_path(filename, "filename")
+    from .plots import save_line_plot
+
+    save_line_plot(path, lines, xlabel="step", ylabel="noise level σ", log_y=True,
+                   title=f"{sampler_name}: noise left at each of {steps} steps")
+    return str(ctx.wrote(path))

@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, NamedTuple
 
-from nodegraph import Doc, Range, RunContext, atomic_write, node
+from nodegraph import Doc, Range, RunContext, node
 from nodegraph.schedule import MAX_FRAMES, Interpolation, Schedule, ScheduleError, _short, as_schedule, parse_schedule  # noqa: F401
 from nodegraph.types import Multiline, OutputFile, port_type
+
+from .plots import save_line_plot
 
 SCHEDULE = port_type("SCHEDULE", "a parsed keyframe schedule: a value for every frame")
 ScheduleT = Annotated[Any, SCHEDULE]
@@ -112,22 +114,9 @@ def schedule_plot(
         filename += ".png"
     path = ctx.output_path(filename, "filename")
 
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot(range(total), ys, lw=1.5)
     key_frames = [f for f in frames if f < total]
-    ax.plot(key_frames, [ys[f] for f in key_frames], "o", ms=4)
-    ax.set_xlabel("frame")
-    ax.set_ylabel("value")
-    ax.set_xlim(0, max(total - 1, 1))
-    ax.grid(alpha=0.3)
-    ax.set_title(title or _short(parsed.text, 70), fontsize=9)
-    fig.tight_layout()
-    with atomic_write(path) as handle:
-        fig.savefig(handle, format="png")
+    save_line_plot(path, [("_value", range(total), ys, {"lw": 1.5}),
+                          ("_keyframes", key_frames, [ys[f] for f in key_frames], {"marker": "o", "ms": 4, "ls": ""})],
+                   xlabel="frame", ylabel="value", title=title or _short(parsed.text, 70), size=(6, 3))
     ctx.wrote(path)
     return str(path)

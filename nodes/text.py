@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from nodegraph import Doc, Multiline, NodeInputError, Range, node
 from nodegraph.lazy import lazy_import
-from nodegraph.types import Clip, Conditioning
+from nodegraph.types import Clip, Conditioning, Prompt
 
 torch = lazy_import("torch")
 
@@ -275,3 +275,26 @@ def conditioning_average(
         blended["embeds"] = target * s + source.to(target) * (1.0 - s)
         out.append(blended)
     return out
+
+
+def prompt_vector(clip: Any, text: str) -> "torch.Tensor":
+    """One vector for a whole prompt: the mean of its token vectors after the start token
+    (the start token's vector is the same for every prompt; padding is left out)."""
+    _require_clip(clip)
+    tokens = clip.tokenizer(text, truncation=True, max_length=clip.tokenizer.model_max_length).input_ids
+    ids = torch.tensor([tokens], dtype=torch.long)
+    return _encode_ids(clip, ids, 1)[0, 1:].float().mean(0)
+
+
+@node(category="conditioning", name="PromptSimilarity", output="cosine")
+def prompt_similarity(
+    clip: Clip,
+    text_a: Prompt = "a red circle at the top left",
+    text_b: Prompt = "a red circle at the top right",
+) -> float:
+    """How alike two prompts look to the text encoder: the cosine (−1..1) between the mean
+    token vectors of each. Prompts that differ in one word are close; prompts about
+    different things are further apart. The UNet only ever sees these vectors, so two
+    prompts the encoder finds nearly equal give nearly equal pictures."""
+    a, b = prompt_vector(clip, text_a), prompt_vector(clip, text_b)
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))

@@ -54,6 +54,7 @@ from nodegraph.types import Seed
 
 from . import minisd, world
 from .device import pick_device
+from .plots import save_line_plot
 
 torch = lazy_import("torch")
 F = lazy_import("torch.nn.functional")
@@ -109,32 +110,13 @@ class Checkpoint:
 
 def plot_losses(losses: list[float], path: Path, title: str) -> Path:
     """The loss curve (raw and smoothed, log scale) as a PNG, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.2), dpi=100)
-    ax = fig.add_subplot(1, 1, 1)
     steps = list(range(1, len(losses) + 1))
-    if losses:
-        ax.plot(steps, losses, color="#9ab", linewidth=0.8, label="loss")
-        window = max(1, len(losses) // 50)
-        if window > 1:
-            smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
-            ax.plot(steps, smooth, color="#c33", linewidth=1.4, label=f"mean of {window}")
-        if min(losses) > 0:
-            ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    if len(losses) > 1:
-        ax.legend(loc="upper right")
-    fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
+    lines = [("loss", steps, losses, {"color": "#9ab", "linewidth": 0.8})] if losses else []
+    window = max(1, len(losses) // 50)
+    if window > 1:
+        smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+        lines.append((f"mean of {window}", steps, smooth, {"color": "#c33", "linewidth": 1.4}))
+    return save_line_plot(path, lines, xlabel="step", ylabel="loss", title=title, log_y=bool(losses) and min(losses) > 0)
 
 
 def _check_name(name: str, input_name: str = "name") -> None:
