@@ -160,7 +160,7 @@ def _load_minisd_depth(folder: str, stamp: float):
 
 def _run_minisd(image, model: str, ctx: RunContext):
     """The MiniSD depth net on each picture: resized to its training size, then back."""
-    name = MINISD_DEPTH_MODEL if model in ("", DEFAULT_DEPTH_MODEL) else model
+    name = model or MINISD_DEPTH_MODEL
     train_hint = "train it with graphs/train/minisd_depth.json (TrainDepthNet writes models/minisd-depth)"
     try:
         folder = ctx.roots.resolve_read(name, "model")
@@ -248,7 +248,7 @@ def _resolve_model(model: str, ctx: RunContext):
 
 
 def _run_transformers(image, model: str, ctx: RunContext):
-    source, stamp, local = _resolve_model(model, ctx)
+    source, stamp, local = _resolve_model(model or DEFAULT_DEPTH_MODEL, ctx)
     try:
         processor, net = _load_transformers_depth(source, stamp, local)
     except (OSError, ValueError) as exc:
@@ -281,17 +281,17 @@ def estimate_depth(
     ctx: RunContext,
     image: Image,
     backend: Annotated[
-        Literal["transformers", "minisd"],
-        Doc("transformers: DPT / Depth-Anything via AutoModelForDepthEstimation; minisd: the "
-            "project's tiny depth net trained on the synthetic world (TrainDepthNet)"),
-    ] = "transformers",
+        Literal["minisd", "transformers"],
+        Doc("minisd: the project's tiny depth net trained on the synthetic world (TrainDepthNet), "
+            "shipped, works offline; transformers: DPT / Depth-Anything via AutoModelForDepthEstimation"),
+    ] = "minisd",
     model: Annotated[
         str,
-        Doc("transformers backend: a folder under a model root (config.json, preprocessor_config.json, "
-            "weights), or a Hub id such as depth-anything/Depth-Anything-V2-Small-hf or "
-            "Intel/dpt-hybrid-midas when online; minisd backend: a TrainDepthNet folder under a model "
-            "root (the default Hub id stands for 'minisd-depth')"),
-    ] = DEFAULT_DEPTH_MODEL,
+        Doc("empty = the backend's default (minisd: the shipped 'minisd-depth'; transformers: "
+            f"{DEFAULT_DEPTH_MODEL} when online). minisd backend: a TrainDepthNet folder under a model "
+            "root; transformers backend: a folder under a model root (config.json, "
+            "preprocessor_config.json, weights) or a Hub id such as Intel/dpt-hybrid-midas"),
+    ] = "",
     normalize: Annotated[
         Normalize, Doc("per_image: rescale each picture to [0, 1] (1 = nearest); none: the model's raw disparity")
     ] = "per_image",

@@ -31,6 +31,16 @@ class RunDone(Message):
         self.checks = checks
 
 
+class FramePlayed(Message):
+    """The play-through worker made the picture of frame `index` (0-based) of `total`;
+    `pil` is None when the play-through ended (`index` frames were shown)."""
+
+    def __init__(self, pil: Any, index: int, total: int | None, label: str, player: Any) -> None:
+        super().__init__()
+        self.pil, self.index, self.total, self.label = pil, index, total, label
+        self.player = player  # the play-through this frame belongs to (its stop event)
+
+
 class InputEdited(Message):
     """The inspector wants `node_id`.`name` set to a literal `value` (already checked)."""
 

@@ -123,3 +123,40 @@ async def test_keys_are_handled_while_a_long_run_goes_on(slow_graph, slow_regist
         await pilot.press("escape")
         await finish_run(pilot)
         assert screen.last_result.status == "cancelled"
+
+
+async def test_flow_and_frames_previews_and_play_through(builtin_registry, ui_roots, tmp_path):
+    from nodegraph.graph import Graph, save_graph
+
+    graph = Graph.model_validate({"format": "nodegraph/1", "nodes": {
+        "1": {"type": "WorldMovingScene", "inputs": {"seed": 3, "frames": 5, "size": 32, "n_objects": 1}},
+        "2": {"type": "VideoEncode", "inputs": {"frames": {"from": ["1", "frames"]}, "filename": "moving.gif",
+                                                "format": "gif", "fps": 25.0}},
+    }})
+    path = save_graph(graph, tmp_path / "moving.json")
+    app = NodegraphApp(path, registry=builtin_registry, roots=ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("r")
+        await finish_run(pilot)
+        screen = app.main_screen
+        assert screen.last_result.status == "ok"
+        preview = screen.query_one("#preview", ImagePreview)
+        await select(pilot, "1")  # own outputs: the FRAMES come first
+        assert preview.has_image and "#1 WorldMovingScene.frames" in preview.caption and "frame 1/5" in preview.caption
+        screen.query_one("#preview", ImagePreview).show_value(
+            screen.executor.outputs_of(screen.last_result, "1")["flows"], "FLOW", "flows")
+        assert preview.has_image and "hue = direction" in preview.caption
+        await select(pilot, "2")  # the encoder shows the frames it encoded, and plays them
+        assert "#2 VideoEncode ← #1 WorldMovingScene.frames" in preview.caption
+        await pilot.press("v")
+        await wait_until(pilot, lambda: screen.playing is None)
+        assert "played 5/5 frames" in str([n.message for n in app._notifications])
+        assert "▶ frame 5/5" in preview.caption  # the last frame stays on screen
+        # escape stops a play-through half way
+        await pilot.press("v")
+        assert screen.playing is not None
+        await pilot.press("escape")
+        assert screen.playing is None
+        await select(pilot, "1")
+        assert "frame 1/5" in preview.caption

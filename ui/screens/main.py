@@ -7,6 +7,7 @@ Runs happen in a thread worker that drives the engine exactly as the CLI does
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,10 @@ from nodegraph.registry import Registry
 from nodegraph.validate import validate
 
 from ..document import Document, compatible_node_types
-from ..messages import EngineEvent, InputAction, InputEdited, RunDone
+from ..messages import EngineEvent, FramePlayed, InputAction, InputEdited, RunDone
 from ..recent import load_recent, remember
 from ..widgets.graph_view import GraphView
-from ..widgets.image_preview import PREVIEW_TYPES, ImagePreview, tensor_to_pil
+from ..widgets.image_preview import PREVIEW_TYPES, ImagePreview, frame_count, frames_of, tensor_to_pil
 from ..widgets.inspector import Inspector
 from ..widgets.lesson_panel import LessonPanel
 from ..widgets.run_panel import RunPanel
@@ -71,6 +72,7 @@ class MainScreen(Screen):
         Binding("n", "next_lesson", "Next lesson", show=False),
         Binding("p", "previous_lesson", "Previous lesson", show=False),
         Binding("m", "toggle_notes", "Notes / node", show=False),
+        Binding("v", "play", "Play frames", show=False),
         Binding("i", "focus_inspector", "Edit inputs", show=False),
         Binding("g", "focus_graph", "Back to graph", show=False),
         Binding("question_mark,f1", "help", "Help"),
@@ -95,6 +97,7 @@ class MainScreen(Screen):
         self.last_result: Any = None
         self.last_checks: Any = None
         self.plan: list[str] = []  # node ids of the current run, in order
+        self.playing: threading.Event | None = None  # set() stops the play-through
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -400,7 +403,9 @@ class MainScreen(Screen):
             self.graph_view.select(node_id)
 
     def action_cancel(self) -> None:
-        if self.running and self.cancel_token is not None:
+        if self.playing is not None:
+            self._stop_playing()
+        elif self.running and self.cancel_token is not None:
             self.cancel_token.cancel()
             self.query_one("#run", RunPanel).status("cancelling…", "bold yellow")
         else:
@@ -408,6 +413,7 @@ class MainScreen(Screen):
 
     # -- pictures ---------------------------------------------------------------------------------------
     def _show_preview(self, node_id: str | None) -> None:
+        self._stop_playing()
         preview = self.query_one("#preview", ImagePreview)
         if node_id is None or node_id not in self.document.graph.nodes:
             preview.show_pil(None, "")
@@ -416,25 +422,27 @@ class MainScreen(Screen):
         if node_id in self.live_previews and self.running:
             preview.show_pil(self.live_previews[node_id], f"live: {label}")
             return
-        for source_id, output_name in self._picture_outputs(node_id):
+        for source_id, output_name, type_name in self._picture_outputs(node_id):
             outputs = self._outputs_of(source_id)
             if outputs is not None and output_name in outputs:
                 where = label if source_id == node_id else f"{label} ← {self._label(source_id)}.{output_name}"
-                if preview.show_tensor(outputs[output_name], f"{where}.{output_name}" if source_id == node_id else where):
+                caption = f"{where}.{output_name}" if source_id == node_id else where
+                if preview.show_value(outputs[output_name], type_name, caption):
                     return
         if self._picture_outputs(node_id):
             preview.show_pil(None, f"{label}: run the graph (r) to see its picture")
         else:
             preview.show_pil(None, f"{label}: no picture output")
 
-    def _picture_outputs(self, node_id: str) -> list[tuple[str, str]]:
-        """(node id, output) pairs worth drawing for this node: its own IMAGE/MASK/DEPTH
-        outputs, else the pictures linked into it (what a SaveImage saved)."""
+    def _picture_outputs(self, node_id: str) -> list[tuple[str, str, str]]:
+        """(node id, output, port type) of the outputs worth drawing for this node: its own
+        IMAGE/MASK/DEPTH/FLOW/FRAMES outputs, else the pictures linked into it (what a
+        SaveImage saved, what a VideoEncode encoded)."""
         entry = self.document.graph.nodes[node_id]
         spec = self.registry.get(entry.type)
         if spec is None:
             return []
-        own = [(node_id, o.name) for o in spec.outputs.values() if o.type.name in PREVIEW_TYPES]
+        own = [(node_id, o.name, o.type.name) for o in spec.outputs.values() if o.type.name in PREVIEW_TYPES]
         if own:
             return own
         linked = []
@@ -443,8 +451,59 @@ class MainScreen(Screen):
             source_spec = self.registry.get(source.type) if source else None
             out = source_spec.outputs.get(link.output) if source_spec else None
             if out is not None and out.type.name in PREVIEW_TYPES:
-                linked.append((link.node_id, link.output))
+                linked.append((link.node_id, link.output, out.type.name))
         return linked
+
+    # -- play-through of FRAMES ------------------------------------------------------------------------
+    def action_play(self) -> None:
+        """Play the selected node's frames (or the frames linked into it) at their fps."""
+        if self.playing is not None:
+            self._stop_playing()
+            return
+        if self.running:
+            self.notify("wait for the run to finish", severity="warning")
+            return
+        node_id = self.selected
+        for source_id, output_name, type_name in self._picture_outputs(node_id) if node_id else []:
+            outputs = self._outputs_of(source_id) if type_name == "FRAMES" else None
+            if outputs is not None and output_name in outputs:
+                self.playing = threading.Event()
+                self._play_worker(outputs[output_name], self._label(node_id), self.playing)
+                return
+        self.notify("nothing to play: select a node with FRAMES (after a run)", severity="warning")
+
+    def _stop_playing(self) -> None:
+        if self.playing is not None:
+            self.playing.set()
+            self.playing = None
+
+    @work(thread=True, exclusive=True, group="play", exit_on_error=False)
+    def _play_worker(self, frames: Any, label: str, stop: threading.Event) -> None:
+        """In a thread: walk the frames at their fps (a frame loop's frames are read back
+        from the cache, or rendered again if the cache let them go)."""
+        fps = float(getattr(frames, "fps", None) or 12.0)
+        total = frame_count(frames)
+        shown = 0
+        for index, frame in enumerate(frames_of(frames)):
+            if stop.is_set():
+                break
+            started = time.monotonic()
+            self.post_message(FramePlayed(tensor_to_pil(frame), index, total, label, stop))
+            shown = index + 1
+            stop.wait(max(0.0, 1.0 / fps - (time.monotonic() - started)))
+        self.post_message(FramePlayed(None, shown, total, label, stop))
+
+    @on(FramePlayed)
+    def _frame_played(self, message: FramePlayed) -> None:
+        if message.player is not self.playing:
+            return  # a play-through that was stopped: its last frames arrive late
+        preview = self.query_one("#preview", ImagePreview)
+        of = f"/{message.total}" if message.total else ""
+        if message.pil is not None:
+            preview.show_pil(message.pil, f"{message.label} ▶ frame {message.index + 1}{of}  (v or escape stops)")
+            return
+        self.playing = None
+        self.notify(f"played {message.index}{of} frames of {message.label}")
 
     def _outputs_of(self, node_id: str) -> dict | None:
         if self.running:  # the worker owns the executor's cache until the run ends

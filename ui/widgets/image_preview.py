@@ -1,6 +1,7 @@
 """Pictures in the terminal with half-blocks (rich-pixels): each cell shows two pixels,
-so any terminal with colour can show an IMAGE, MASK or DEPTH tensor. Small pictures are
-enlarged with NEAREST so every pixel stays a crisp square, large ones shrunk to fit."""
+so any terminal with colour can show an IMAGE, MASK, DEPTH, FLOW (as the colour wheel
+FlowVisualize draws) or the first frame of FRAMES. Small pictures are enlarged with
+NEAREST so every pixel stays a crisp square, large ones shrunk to fit."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.text import Text
 from rich_pixels import Pixels
 from textual.widgets import Static
 
-PREVIEW_TYPES = ("IMAGE", "MASK", "DEPTH")
+PREVIEW_TYPES = ("IMAGE", "MASK", "DEPTH", "FLOW", "FRAMES")
 
 
 def tensor_to_pil(value: Any):
@@ -26,6 +27,50 @@ def tensor_to_pil(value: Any):
     if tensor.dim() != 4 or tensor.shape[1] not in (1, 3) or tensor.shape[0] == 0:
         return None
     return image_to_pil(tensor.detach().float().cpu(), 0)
+
+
+def flow_to_pil(value: Any):
+    """A B×2×H×W FLOW → PIL image of its first field, coloured like FlowVisualize."""
+    from nodegraph.nodes.flow import flow_visualize
+
+    if getattr(value, "dim", None) is None or value.dim() != 4 or value.shape[1] != 2 or value.shape[0] == 0:
+        return None
+    return tensor_to_pil(flow_visualize(value[:1].detach().cpu()))
+
+
+def frames_of(value: Any):
+    """The frames of a FRAMES value (a FrameStream or an IMAGE batch), one picture at a time.
+    Lazy: a frame loop's stream renders (or reads back from the cache) as it is consumed."""
+    if getattr(value, "dim", None) is not None:
+        if value.dim() == 4:
+            for index in range(value.shape[0]):
+                yield value[index : index + 1]
+        return
+    for item in value:
+        if getattr(item, "dim", None) is not None and item.dim() == 4:
+            for index in range(item.shape[0]):
+                yield item[index : index + 1]
+
+
+def frame_count(value: Any) -> int | None:
+    if getattr(value, "dim", None) is not None:
+        return int(value.shape[0])
+    try:
+        return len(value)
+    except TypeError:
+        return None
+
+
+def picture_of(value: Any, type_name: str):
+    """(PIL image, note) for a value of a previewable port type, or (None, "")."""
+    if type_name == "FLOW":
+        return flow_to_pil(value), "flow (hue = direction, saturation = length)"
+    if type_name == "FRAMES":
+        first = next(frames_of(value), None)
+        count = frame_count(value)
+        note = f"frame 1/{count}" if count else "frame 1"
+        return (tensor_to_pil(first) if first is not None else None), f"{note} (v plays them)"
+    return tensor_to_pil(value), ""
 
 
 def fit(pil, max_cols: int, max_rows: int):
@@ -58,9 +103,9 @@ class ImagePreview(Static):
         picture = Pixels.from_image(fit(pil, cols, rows))
         self.update(Group(Text(caption, "bold"), picture))
 
-    def show_tensor(self, value: Any, caption: str) -> bool:
-        pil = tensor_to_pil(value)
+    def show_value(self, value: Any, type_name: str, caption: str) -> bool:
+        pil, note = picture_of(value, type_name)
         if pil is None:
             return False
-        self.show_pil(pil, f"{caption}  {pil.width}×{pil.height}")
+        self.show_pil(pil, f"{caption}  {pil.width}×{pil.height}" + (f"  {note}" if note else ""))
         return True
