@@ -7,7 +7,7 @@ KSampler, VAEDecode, ControlNetApply, EstimateDepth), on the models found under 
 roots (the packaged ones by default), offline. Printed, with the target next to each:
 
 - prompt following: `--images` single-object prompts spread evenly over every colour ×
-  shape (positions rotate through the nine grid words), one seed each, `--steps` Euler
+  shape (positions rotate through the nine grid words, sizes through the three), one seed each, `--steps` Euler
   steps at the default CFG; the world's evaluator (nodes/world.py: colour labelling and
   shape fitting, checked against ground truth in tests/nodes/test_world.py) reads each
   picture. Colour+shape correct >= 90 %, position word correct >= 80 %;
@@ -50,11 +50,18 @@ HOLDOUT_SEED = 1234  # held-out pictures: the trainers never draw from world.HOL
 
 
 def eval_prompts(count: int) -> list[str]:
-    """`count` single-object prompts, cycling colour × shape so every pair is equally used,
-    with the position word rotating through the nine grid cells."""
-    pairs = [(c, s) for c in world.COLORS for s in world.SHAPES]
-    return [f"a {c} {s} at the {world.POSITIONS[(i * 7 + i // len(pairs)) % 9]}"
-            for i, (c, s) in ((i, pairs[i % len(pairs)]) for i in range(count))]
+    """`count` single-object captions in the world's grammar ("a small red circle at the top
+    left": the form every single-object training caption has), cycling colour × shape so
+    every pair is equally used, with position and size words rotating."""
+    pairs = [(c, k) for c in world.COLORS for k in world.SHAPES]
+    sizes = list(world.SIZES)
+    prompts = []
+    for i in range(count):
+        color, kind = pairs[i % len(pairs)]
+        position = world.POSITIONS[(i * 7 + i // len(pairs)) % len(world.POSITIONS)]
+        size = sizes[(i + i // len(pairs)) % len(sizes)]
+        prompts.append(f"a {size} {color} {kind} at the {position}")
+    return prompts
 
 
 def conditioning(clip, prompts: list[str]):

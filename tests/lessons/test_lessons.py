@@ -128,6 +128,50 @@ def test_lesson_plugin_folders_stay_inside_the_lessons_folder():
         lesson.plugin_dirs()
 
 
+# ---- the Stable Diffusion track on MiniSD ----------------------------------------------------------
+
+def _link(node: str, output: str) -> dict:
+    return {"from": [node, output]}
+
+
+# For each lesson: one way to break what it teaches, and the checks that must then fail.
+SD_BREAKS = {
+    2: (lambda g: g.nodes["7"].inputs.update(samples=_link("13", "latent")), {"10", "17"}),  # decode the wrong latent
+    3: (lambda g: g.nodes["21"].inputs.update(text_b="a red circle at the top left"), {"22"}),  # the "different" pair is equal
+    4: (lambda g: g.nodes["26"].inputs.update(step=2), {"31"}),  # the "later" picture is noisier
+    5: (lambda g: g.nodes["39"].inputs.update(cfg=1.0), {"59"}),  # the opened loop guides its first step differently
+    6: (lambda g: g.nodes["65"].inputs.update(cfg=1.0), {"69"}),  # no guidance on either side
+    7: (lambda g: g.nodes["73"].inputs.update(steps=1), {"81", "83"}),  # one DPM++ step: far from Euler, off the prompt
+    8: (lambda g: g.nodes["85"].inputs.update(denoise=0.95), {"93"}),  # "low" denoise is now the higher one
+    9: (lambda g: g.nodes["84"].inputs.update(text="a large red star at the center"), {"102"}),  # nothing to repaint
+    10: (lambda g: g.nodes["107"].inputs.update(strength=0.0), {"117"}),  # the ControlNet adds nothing
+}
+
+
+@pytest.fixture(scope="module")
+def sd_executor(tmp_path_factory):
+    """One executor for the whole track: each lesson is its parent plus a few nodes, so
+    the parent's nodes come from the cache (as they do for a learner in the TUI)."""
+    from nodegraph.context import Roots
+
+    base = tmp_path_factory.mktemp("sd-lessons")
+    roots = Roots(inputs=[base / "input"], outputs=base / "output", models=[base / "models"], cache=base / "cache")
+    return Executor(roots=_with_assets(roots), disk_cache=False)
+
+
+@pytest.mark.parametrize("number", sorted(SD_BREAKS))
+def test_sd_lessons_pass_on_minisd_and_fail_when_broken(number, sd_executor):
+    lesson = load_lesson(number)
+    assert lesson.track == "stable diffusion"
+    results = run_checks(lesson, sd_executor)
+    assert results and all(r.passed for r in results), [r.__dict__ for r in results if not r.passed]
+    graph = lesson.graph()
+    breaker, must_fail = SD_BREAKS[number]
+    breaker(graph)
+    failed = {r.node_id for r in run_checks(lesson, sd_executor, graph) if not r.passed}
+    assert failed == must_fail
+
+
 # ---- "On a real checkpoint": the same graphs on an SD-1.5-layout model --------------------------
 
 # What a learner changes to run a lesson on a real SD 1.5 checkpoint and ControlNet: the

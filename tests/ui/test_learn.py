@@ -111,3 +111,25 @@ async def test_lesson_with_a_plugin_node_opens_valid(ui_roots):
         assert registry.get("Posterize") is not None
         assert screen.lesson.number == 14
         assert screen.problems == []
+
+
+async def test_graph_drawing_shows_every_node_from_the_final_ones_back(builtin_registry, ui_roots):
+    from nodegraph.ui.screens.drawing import DrawingScreen
+    from textual.geometry import Region
+
+    app = NodegraphApp(registry=builtin_registry, roots=ui_roots, lesson=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("D")
+        await settle(pilot)
+        assert isinstance(app.screen, DrawingScreen)
+        drawn = "\n".join(line.text for line in app.screen.query_one("#drawing").render_lines(Region(0, 0, 118, 60)))
+        graph = app.main_screen.document.graph
+        for node_id in graph.nodes:
+            assert f"#{node_id} " in drawn
+        # lesson 1: the resized house (#2) feeds the blend and both distances; drawn once, then referred to
+        assert drawn.count("#2 ") >= 2 and "↑ above" in drawn
+        assert "image_a ◀ .image #2" in drawn
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, DrawingScreen)

@@ -73,6 +73,7 @@ class MainScreen(Screen):
         Binding("p", "previous_lesson", "Previous lesson", show=False),
         Binding("m", "toggle_notes", "Notes / node", show=False),
         Binding("v", "play", "Play frames", show=False),
+        Binding("D", "drawing", "Draw the graph", show=False),
         Binding("i", "focus_inspector", "Edit inputs", show=False),
         Binding("g", "focus_graph", "Back to graph", show=False),
         Binding("question_mark,f1", "help", "Help"),
@@ -453,6 +454,11 @@ class MainScreen(Screen):
             if out is not None and out.type.name in PREVIEW_TYPES:
                 linked.append((link.node_id, link.output, out.type.name))
         return linked
+
+    def action_drawing(self) -> None:
+        from .drawing import DrawingScreen
+
+        self.app.push_screen(DrawingScreen(self.document))
 
     # -- play-through of FRAMES ------------------------------------------------------------------------
     def action_play(self) -> None:
