@@ -1391,6 +1391,8 @@ def world_dataset(
 class EvaluateOutputs(NamedTuple):
     score: float
     color_and_shape: float
+    color: float
+    position: float
     report: dict
 
 
@@ -1405,7 +1407,8 @@ def world_evaluate(
 
     score: mean accuracy over the fields the prompt specifies (colour, shape, size,
     position, relation, object count); color_and_shape: fraction of asked objects whose
-    colour and shape are both right; report: per-field accuracy, what was detected in each
+    colour and shape are both right; color, position: fraction of asked objects with the
+    right colour, in the right grid cell (0 when the prompt names no position); report: per-field accuracy, what was detected in each
     picture. Exact on clean 64 px world renders; figures for blurred and noisy pictures
     are in the module docstring."""
     _check_image(image, "image")
@@ -1415,4 +1418,6 @@ def world_evaluate(
         raise NodeInputError("prompt", str(exc), expected="a caption of the world grammar", got=repr(prompt)) from None
     report = evaluate(image, target)
     report["prompt"] = prompt
-    return EvaluateOutputs(float(report["score"]), float(report["accuracy"]["color_and_shape"]), report)
+    accuracy = report["accuracy"]
+    return EvaluateOutputs(float(report["score"]), float(accuracy["color_and_shape"]), float(accuracy["color"] or 0.0),
+                           float(accuracy["position"] or 0.0), report)

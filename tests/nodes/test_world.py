@@ -314,6 +314,7 @@ def test_evaluate_node_scores_prompt_following():
     assert good.score == 1.0 and good.color_and_shape == 1.0 and good.report["all_correct"] == 1.0
     bad = W.world_evaluate(wrong.image, "a large blue star at the bottom right")
     assert bad.score < 0.5 and bad.report["accuracy"]["position"] == 0.0
+    assert (good.color, good.position, bad.color, bad.position) == (1.0, 1.0, 0.0, 0.0)
     batch = torch.cat([right.image, wrong.image])
     both = W.world_evaluate(batch, "a large blue star at the bottom right")
     assert both.color_and_shape == 0.5 and len(both.report["images"]) == 2
