@@ -6,9 +6,8 @@ Times real optimizer steps of each trainer at the batch sizes the full graphs in
 graphs/train/ use (minisd.json, minisd_controlnet.json, minisd_depth.json: world pictures
 rendered, Canny hints, VAE/UNet/ControlNet/depth-net forward + backward + AdamW), and
 prints steps per second and the minutes those graphs' step counts take. The ControlNet is
-timed against an untrained MiniSD (same architecture, so the same speed). The step counts are our estimate of
-what reaches the issue's quality bars (VAE PSNR >= 28 dB; >= 90 % colour+shape and >= 80 %
-position accuracy): they are settings to be confirmed by a full run, not measurements.
+timed against an untrained MiniSD (same architecture, so the same speed). The step counts
+are those of the shipped models; what they reach is printed by benchmarks/minisd_eval.py.
 The machine's load average is printed too: other processes slow every figure down."""
 
 from __future__ import annotations

@@ -130,8 +130,10 @@ def test_lesson_plugin_folders_stay_inside_the_lessons_folder():
 
 # ---- the Stable Diffusion track on MiniSD ----------------------------------------------------------
 
-def _link(node: str, output: str) -> dict:
-    return {"from": [node, output]}
+def _link(node: str, output: str):
+    from nodegraph.graph import Link
+
+    return Link(source=(node, output))
 
 
 # For each lesson: one way to break what it teaches, and the checks that must then fail.
@@ -141,9 +143,9 @@ SD_BREAKS = {
     4: (lambda g: g.nodes["26"].inputs.update(step=2), {"31"}),  # the "later" picture is noisier
     5: (lambda g: g.nodes["39"].inputs.update(cfg=1.0), {"59"}),  # the opened loop guides its first step differently
     6: (lambda g: g.nodes["65"].inputs.update(cfg=1.0), {"69"}),  # no guidance on either side
-    7: (lambda g: g.nodes["73"].inputs.update(steps=1), {"81", "83"}),  # one DPM++ step: far from Euler, off the prompt
+    7: (lambda g: g.nodes["73"].inputs.update(steps=1), {"81"}),  # one DPM++ step lands far from Euler
     8: (lambda g: g.nodes["85"].inputs.update(denoise=0.95), {"93"}),  # "low" denoise is now the higher one
-    9: (lambda g: g.nodes["84"].inputs.update(text="a large red star at the center"), {"102"}),  # nothing to repaint
+    9: (lambda g: g.nodes["95"].inputs.update(latent_image=_link("3", "latent")), {"102"}),  # no mask: all repainted
     10: (lambda g: g.nodes["107"].inputs.update(strength=0.0), {"117"}),  # the ControlNet adds nothing
 }
 

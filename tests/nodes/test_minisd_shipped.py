@@ -1,0 +1,85 @@
+"""The shipped MiniSD models: in the package, small, loadable by our nodes and by diffusers,
+and good at what they were trained for (what benchmarks/minisd_eval.py measures at scale)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from nodegraph.config import builtin_model_roots
+from nodegraph.context import CancelToken, Roots, RunContext
+from nodegraph.nodes import minisd, world
+from nodegraph.nodes import train as T
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SHIPPED = builtin_model_roots()[0]
+TRAINED = ("minisd", "minisd-controlnet-canny", "minisd-depth")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    roots = Roots(inputs=[tmp_path], outputs=tmp_path / "out", models=builtin_model_roots(), cache=tmp_path / "cache")
+    return RunContext("t", "test", roots, CancelToken())
+
+
+def test_shipped_models_are_trained_safetensors_within_20_mb():
+    total = 0
+    for name in TRAINED:
+        folder = SHIPPED / name
+        assert (folder / T.MARKER).exists(), f"{name} was not written by a trainer"
+        assert not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pt"))  # safetensors only
+        total += minisd.folder_bytes(folder)
+    assert total <= 20 * 2**20, f"{total / 2**20:.1f} MB"
+
+
+def test_diffusers_loads_the_shipped_minisd_folder():
+    pipe = minisd.load_pipeline(SHIPPED / "minisd", torch.device("cpu"))
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe("a large red circle at the center", num_inference_steps=4, height=64, width=64,
+               generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert out.shape == (1, 3, 64, 64)
+
+
+def test_minisd_draws_the_colour_it_is_asked_for(ctx):
+    from nodegraph.nodes.latent import empty_latent_image, vae_decode
+    from nodegraph.nodes.models import checkpoint_loader
+    from nodegraph.nodes.sampling import ksampler
+    from nodegraph.nodes.text import clip_text_encode
+
+    model, clip, vae = checkpoint_loader("minisd", ctx)
+    for prompt in ("a large blue square at the center", "a large yellow circle at the top left"):
+        latent = ksampler(model, clip_text_encode(clip, prompt), clip_text_encode(clip, ""), empty_latent_image(64, 64, 4, vae=vae),
+                          ctx, seed=1, steps=12, cfg=7.5)
+        report = world.evaluate(vae_decode(vae, latent), prompt)
+        assert report["accuracy"]["color"] >= 0.75, report["images"]
+
+
+def test_minisd_vae_keeps_world_pictures(ctx):
+    from nodegraph.nodes.check import image_distance_value
+    from nodegraph.nodes.latent import vae_decode, vae_encode
+    from nodegraph.nodes.models import checkpoint_loader
+
+    _, _, vae = checkpoint_loader("minisd", ctx)
+    pictures = T.world_batch(T.HOLDOUT + 77, 0, 16, torch.device("cpu"))["image"]
+    rebuilt = vae_decode(vae, vae_encode(vae, pictures))
+    assert image_distance_value(rebuilt, pictures, "psnr") >= 28.0
+
+
+def test_default_depth_estimate_is_the_shipped_depth_net(ctx):
+    from nodegraph.nodes.depth import estimate_depth
+
+    batch = T.world_batch(T.HOLDOUT + 78, 0, 8, torch.device("cpu"))
+    depth = estimate_depth(ctx, batch["image"])  # every default: backend minisd, shipped net
+    error = float((depth - T.depth_targets(batch["depth"])).abs().mean())
+    flat = float((T.depth_targets(batch["depth"]) - 0.5).abs().mean())
+    assert error < 0.05 < flat
