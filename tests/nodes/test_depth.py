@@ -63,7 +63,7 @@ def test_estimate_depth_with_tiny_dpt_from_the_model_root(ctx, tiny_dpt):
     expected = F.interpolate(expected, size=(40, 56), mode="bicubic", align_corners=False)
     assert torch.allclose(raw[1:], expected, atol=1e-4)
     # per_image: each picture spans [0, 1] exactly (1 = nearest = largest model output)
-    depth = dp.estimate_depth(ctx, image, model="depth/tiny-dpt")
+    depth = dp.estimate_depth(ctx, image, backend="transformers", model="depth/tiny-dpt")
     for index in range(2):
         assert depth[index].min() == pytest.approx(0.0) and depth[index].max() == pytest.approx(1.0)
         assert int(depth[index].argmax()) == int(raw[index].argmax())
@@ -73,9 +73,10 @@ def test_estimate_depth_with_tiny_dpt_from_the_model_root(ctx, tiny_dpt):
 
 def test_estimate_depth_through_the_node_spec(ctx):
     spec = dp.estimate_depth.__nodegraph_spec__
-    assert spec.inputs["backend"].choices == ("transformers", "minisd")
+    assert spec.inputs["backend"].choices == ("minisd", "transformers")
+    assert spec.inputs["backend"].default == "minisd"  # the shipped depth net: works offline
     assert spec.inputs["normalize"].choices == ("per_image", "none")
-    out = spec.call({"image": picture(), "model": "depth/tiny-dpt"}, ctx)
+    out = spec.call({"image": picture(), "backend": "transformers", "model": "depth/tiny-dpt"}, ctx)
     assert out["depth"].shape == (1, 1, 40, 56)
 
 
@@ -102,16 +103,16 @@ def test_minisd_depth_net_round_trips_through_its_folder(tmp_path):
 
 def test_missing_or_incomplete_model_folders(ctx, roots):
     with pytest.raises(NodeInputError) as info:
-        dp.estimate_depth(ctx, picture(), model="nothing-here")
+        dp.estimate_depth(ctx, picture(), backend="transformers", model="nothing-here")
     assert info.value.input == "model" and "model roots" in str(info.value)
     with pytest.raises(NodeInputError) as info:  # Hub id, offline and not cached
-        dp.estimate_depth(ctx, picture(), model="nobody/no-such-depth-model")
+        dp.estimate_depth(ctx, picture(), backend="transformers", model="nobody/no-such-depth-model")
     assert "hf download" in str(info.value)
     incomplete = roots.models[0] / "depth" / "no-processor"
     shutil.copytree(roots.models[0] / "depth" / "tiny-dpt", incomplete)
     (incomplete / "preprocessor_config.json").unlink()
     with pytest.raises(NodeInputError) as info:
-        dp.estimate_depth(ctx, picture(), model="depth/no-processor")
+        dp.estimate_depth(ctx, picture(), backend="transformers", model="depth/no-processor")
     assert "preprocessor_config.json" in str(info.value)
     with pytest.raises(NodeInputError):
         dp.estimate_depth(ctx, picture(), model="../../etc")
