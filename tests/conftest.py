@@ -17,6 +17,18 @@ from nodegraph.context import Roots  # noqa: E402
 from nodegraph.registry import load_builtin_nodes  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models are far too small to gain from threads, and on a shared 2-core machine
+    torch's spinning worker threads make every call 10x slower. Restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def roots(tmp_path):
     """Input/output/model roots inside a temp dir."""

@@ -160,12 +160,5 @@ def tiny_pipe(models_dir):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The tiny models are far too small to gain from threads, and on a shared 2-core
-    machine torch's spinning worker threads make every call 10x slower. Restored after."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread):
+    """Every diffusion test runs on one torch thread (see tests/conftest.py)."""

@@ -88,11 +88,14 @@ BREAKS = {
 def test_other_tracks_pass_as_shipped_and_fail_when_broken(number, roots):
     lesson = load_lesson(number)
     assert lesson.track != "foundations"
-    executor = Executor(roots=_with_assets(roots))
+    _passes_then_fails_when_broken(lesson, Executor(roots=_with_assets(roots)), *BREAKS[number])
+
+
+def _passes_then_fails_when_broken(lesson, executor, breaker, must_fail: set[str]) -> None:
+    """Every check passes on the shipped graph; after `breaker` exactly `must_fail` fail."""
     results = run_checks(lesson, executor)
     assert results and all(r.passed for r in results), [r.__dict__ for r in results if not r.passed]
     graph = lesson.graph()
-    breaker, must_fail = BREAKS[number]
     breaker(graph)
     failed = {r.node_id for r in run_checks(lesson, executor, graph) if not r.passed}
     assert failed == must_fail
@@ -165,13 +168,7 @@ def sd_executor(tmp_path_factory):
 def test_sd_lessons_pass_on_minisd_and_fail_when_broken(number, sd_executor):
     lesson = load_lesson(number)
     assert lesson.track == "stable diffusion"
-    results = run_checks(lesson, sd_executor)
-    assert results and all(r.passed for r in results), [r.__dict__ for r in results if not r.passed]
-    graph = lesson.graph()
-    breaker, must_fail = SD_BREAKS[number]
-    breaker(graph)
-    failed = {r.node_id for r in run_checks(lesson, sd_executor, graph) if not r.passed}
-    assert failed == must_fail
+    _passes_then_fails_when_broken(lesson, sd_executor, *SD_BREAKS[number])
 
 
 # ---- "On a real checkpoint": the same graphs on an SD-1.5-layout model --------------------------

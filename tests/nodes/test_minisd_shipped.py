@@ -18,12 +18,7 @@ SHIPPED = builtin_model_roots()[0]
 TRAINED = ("minisd", "minisd-controlnet-canny", "minisd-depth")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
