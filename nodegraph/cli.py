@@ -4,6 +4,7 @@
     nodegraph validate GRAPH [--json]
     nodegraph nodes [--json] [--category NAME]
     nodegraph schema
+    nodegraph tui [GRAPH] [--images halfblock|sixel|kitty|auto]
 
 Exit codes: 0 ok, 1 the run failed (or was cancelled), 2 invalid graph or usage.
 User errors are printed as messages, never as tracebacks.
@@ -70,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
 
     tui = sub.add_parser("tui", help="open the terminal UI (optionally on a graph)")
     tui.add_argument("graph", nargs="?")
+    tui.add_argument(
+        "--images",
+        metavar="MODE",
+        help="how pictures are drawn: halfblock (default), sixel, kitty or auto; "
+        "without it $NODEGRAPH_TUI_IMAGES",
+    )
     return parser
 
 
@@ -336,7 +343,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
         from .ui.app import run_tui
     except ImportError as exc:
         raise NodegraphError(f"the TUI is not available: {exc}") from None
-    return run_tui(args.graph)
+    return run_tui(args.graph, images=args.images)
 
 
 _COMMANDS = {

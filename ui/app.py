@@ -1,12 +1,14 @@
 """The nodegraph TUI: open a graph or a lesson, edit it, run it, look at the pictures.
 
-    nodegraph tui [GRAPH]          (cli.py calls run_tui)
+    nodegraph tui [GRAPH] [--images MODE]          (cli.py calls run_tui)
 
 The app only wires things together: the engine objects (registry, roots, one Executor for
-the whole session so its cache makes re-runs fast) and the main screen."""
+the whole session so its cache makes re-runs fast), how pictures are drawn (half-blocks
+unless the user opted in to terminal graphics, see image_modes.py) and the main screen."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from textual.app import App
@@ -19,8 +21,10 @@ from nodegraph.registry import Registry
 
 from .commands import NodegraphCommands
 from .document import Document
+from .image_modes import HALFBLOCK, IMAGES_OPTION, ImageModeError, check_image_mode, choose_image_mode
 from .recent import remember
 from .screens.main import MainScreen
+from .widgets.image_preview import picture_renderer_for
 
 
 class NodegraphApp(App):
@@ -38,8 +42,14 @@ class NodegraphApp(App):
         roots: Roots | None = None,
         lesson: int | None = None,
         memory_budget_bytes: int | None = None,
+        images: str = HALFBLOCK,
     ) -> None:
+        """`images` is an image mode (image_modes.IMAGE_MODES); an unknown one raises
+        ImageModeError. The environment is not read here: run_tui does that, so tests and
+        snapshots always get half-blocks unless they ask otherwise."""
         super().__init__()
+        # Built now, before the app runs: graphics modes query the terminal on import.
+        self.picture_renderer = picture_renderer_for(check_image_mode(images, IMAGES_OPTION))
         if registry is None or roots is None:
             from nodegraph.config import load_config
             from nodegraph.registry import build_registry
@@ -60,7 +70,14 @@ class NodegraphApp(App):
         if self.graph_path is not None:
             document = Document.open(self.graph_path)
             remember(self.graph_path)
-        self.main_screen = MainScreen(document, self.registry, self.roots, self.executor, lesson=self.start_lesson)
+        self.main_screen = MainScreen(
+            document,
+            self.registry,
+            self.roots,
+            self.executor,
+            lesson=self.start_lesson,
+            picture_renderer=self.picture_renderer,
+        )
         return self.main_screen
 
     _quit_armed = False
@@ -77,8 +94,14 @@ class NodegraphApp(App):
         self.exit()
 
 
-def run_tui(graph_path: str | None = None) -> int:
-    """Start the TUI on `graph_path` (a file, or a packaged name such as lessons/01_images_as_tensors)."""
+def run_tui(graph_path: str | None = None, images: str | None = None) -> int:
+    """Start the TUI on `graph_path` (a file, or a packaged name such as lessons/01_images_as_tensors).
+    `images` is the --images option; without it $NODEGRAPH_TUI_IMAGES, else half-blocks."""
+    try:
+        image_mode = choose_image_mode(images)
+    except ImageModeError as exc:
+        print(f"nodegraph: {exc}", file=sys.stderr)
+        return 2
     path = None
     if graph_path is not None:
         from nodegraph.cli import resolve_graph_path
@@ -87,12 +110,10 @@ def run_tui(graph_path: str | None = None) -> int:
             path = resolve_graph_path(graph_path)
             Document.open(path)  # report a broken file here, not inside the full-screen app
         except NodegraphError as exc:
-            import sys
-
             print(f"nodegraph: {exc}", file=sys.stderr)
             return 2
     lesson = _lesson_number(path) if path is not None else None
-    app = NodegraphApp(None if lesson is not None else path, lesson=lesson)
+    app = NodegraphApp(None if lesson is not None else path, lesson=lesson, images=image_mode)
     app.run()
     return 0
 

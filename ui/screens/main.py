@@ -39,7 +39,14 @@ from ..document import Document, compatible_node_types
 from ..messages import EngineEvent, FramePlayed, InputAction, InputEdited, RunDone
 from ..recent import load_recent, remember
 from ..widgets.graph_view import GraphView
-from ..widgets.image_preview import PREVIEW_TYPES, ImagePreview, frame_count, frames_of, tensor_to_pil
+from ..widgets.image_preview import (
+    PREVIEW_TYPES,
+    ImagePreview,
+    PictureRenderer,
+    frame_count,
+    frames_of,
+    tensor_to_pil,
+)
 from ..widgets.inspector import Inspector
 from ..widgets.lesson_panel import LessonPanel
 from ..widgets.run_panel import RunPanel
@@ -80,9 +87,16 @@ class MainScreen(Screen):
     ]
 
     def __init__(
-        self, document: Document, registry: Registry, roots: Roots, executor: Executor, lesson: int | None = None
+        self,
+        document: Document,
+        registry: Registry,
+        roots: Roots,
+        executor: Executor,
+        lesson: int | None = None,
+        picture_renderer: PictureRenderer | None = None,
     ) -> None:
         super().__init__()
+        self.picture_renderer = picture_renderer  # None: half-blocks
         self.start_lesson = lesson  # opened once the screen is mounted
         self.document = document
         self.registry = registry
@@ -115,7 +129,7 @@ class MainScreen(Screen):
                         yield LessonPanel(id="lesson")
                     with TabPane("Log", id="tab-log"):
                         yield RichLog(id="log", markup=False, wrap=True)
-                yield ImagePreview(id="preview")
+                yield ImagePreview(self.picture_renderer, id="preview")
         yield Footer()
 
     def on_mount(self) -> None:
