@@ -46,6 +46,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,17 @@ CONFIG_FILE = "open_clip_config.json"  # the name open_clip's Hub / local-dir la
 WEIGHTS_FILE = "open_clip_model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 IMAGE_CACHE_VERSION = "1"  # bump when the image preprocessing below changes
+
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's pixel statistics (open_clip's defaults)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def normalize_pixels(images: "torch.Tensor", mean: tuple[float, ...], std: tuple[float, ...]) -> "torch.Tensor":
+    """Pictures in [0, 1] → the image tower's input scale (per channel: minus mean, over std)."""
+    mean_t = torch.tensor(mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images - mean_t) / std_t
 
 
 # ---- handles ------------------------------------------------------------------------------
@@ -127,9 +139,7 @@ class OpenClipHandle:
         return self.normalize(images)
 
     def normalize(self, images: "torch.Tensor") -> "torch.Tensor":
-        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-        return (images - mean) / std
+        return normalize_pixels(images, self.mean, self.std)
 
     def encode_prepared(self, pixels: "torch.Tensor") -> "torch.Tensor":
         """Already prepared pixels → unit vectors (keeps the autograd graph)."""
@@ -333,6 +343,14 @@ def _build(model_cfg: dict, preprocess_cfg: dict):
     return model, pp
 
 
+def read_folder_model(folder: Path, allow_pickle: bool = False) -> tuple[Any, dict]:
+    """The CLIP in a model folder (config + weights) in fp32 on the CPU, and its preprocessing."""
+    model_cfg, preprocess_cfg, _ = _folder_config(folder)
+    model, pp = _build(model_cfg, preprocess_cfg)
+    _load_weights(model, _folder_weights(folder), allow_pickle, "model_name")
+    return model, pp
+
+
 def _place(model: Any, dtype: Any, device: Any) -> Any:
     model = model.to(device=device, dtype=dtype)
     model.eval()
@@ -344,16 +362,21 @@ def _handle(model, tokenizer, name, source, pp, key, dtype, device) -> OpenClipH
     model = _place(model, dtype, device)
     size = pp.get("size") or model.visual.image_size
     size = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
-    mean = tuple(float(v) for v in pp.get("mean", _open_clip().OPENAI_DATASET_MEAN))
-    std = tuple(float(v) for v in pp.get("std", _open_clip().OPENAI_DATASET_STD))
+    mean = tuple(float(v) for v in pp.get("mean", CLIP_MEAN))
+    std = tuple(float(v) for v in pp.get("std", CLIP_STD))
     fingerprint = hashlib.blake2b(repr(key).encode(), digest_size=12).hexdigest()
     return OpenClipHandle(model, tokenizer, name, source, size, mean, std, key, module_nbytes(model), fingerprint)
 
 
-def _tokenizer_for(model_cfg: dict, name: str) -> Any:
+def _tokenizer_for(model_cfg: dict, name: str, folder: Path | None = None) -> Any:
     open_clip = _open_clip()
     text_cfg = model_cfg.get("text_cfg", {})
     if "hf_tokenizer_name" in text_cfg:
+        local = folder / text_cfg["hf_tokenizer_name"] if folder is not None else None
+        if local is not None and local.is_dir():  # tokenizer files shipped inside the model folder (the world CLIP)
+            from open_clip.tokenizer import HFTokenizer
+
+            return HFTokenizer(str(local), context_length=int(text_cfg.get("context_length", 77)))
         return open_clip.get_tokenizer(name)  # needs the tokenizer files (online or in the HF cache)
     return open_clip.SimpleTokenizer(context_length=int(text_cfg.get("context_length", 77)))
 
@@ -388,9 +411,8 @@ def load_open_clip(
         key = ("open_clip", "folder", str(folder), _file_stamp(folder), str(torch_dtype), str(device))
 
         def load() -> OpenClipHandle:
-            model, pp = _build(model_cfg, preprocess_cfg)
-            _load_weights(model, weights, allow_pickle, "model_name")
-            return _handle(model, _tokenizer_for(model_cfg, name), name, str(folder), pp, key, torch_dtype, device)
+            model, pp = read_folder_model(folder, allow_pickle)
+            return _handle(model, _tokenizer_for(model_cfg, name, folder), name, str(folder), pp, key, torch_dtype, device)
 
         return MANAGER.get(key, load)
 
@@ -555,6 +577,17 @@ class SimilarityResult(NamedTuple):
     table: dict
     heatmap: Image
     files: list[str]
+    own_match: float
+
+
+def own_match_share(sims: "torch.Tensor") -> float:
+    """Share of rows whose largest value is in their own column (row i ↔ column i): with
+    pictures as rows and their captions as columns, how often a picture's best text is its
+    own caption. NaN when there are more rows than columns."""
+    if sims.shape[0] > sims.shape[1]:
+        return float("nan")
+    rows = torch.arange(sims.shape[0])
+    return float((sims.argmax(dim=1) == rows).float().mean())
 
 
 @node(category="clip", name="SimilarityMatrix", output_node=True)
@@ -566,7 +599,8 @@ def similarity_matrix(
 ) -> SimilarityResult:
     """Cosine similarity of every row of `a` with every row of `b`: a table (JSON), a
     heatmap picture, and both written as files. Vectors have length 1, so the cosine is the
-    dot product: a·bᵀ."""
+    dot product: a·bᵀ. `own_match` is the share of rows whose best column is their own
+    (row i ↔ column i: e.g. each picture's best text is its own caption)."""
     a = _check_embeds(a, "a")
     b = _check_embeds(b, "b") if b is not None else None
     right = b if b is not None else a
@@ -600,12 +634,24 @@ def similarity_matrix(
 
     with PILImage.open(io.BytesIO(png)) as pil:
         heatmap = pil_to_image(pil)
-    return SimilarityResult(table, heatmap, [str(json_path), str(png_path)])
+    return SimilarityResult(table, heatmap, [str(json_path), str(png_path)], own_match_share(sims))
 
 
 class ZeroShotResult(NamedTuple):
     probabilities: list
     best: list
+    accuracy: float
+
+
+_FILLER_WORDS = {"a", "an", "the"}
+
+
+def label_fits(label: str, answer: str) -> bool:
+    """Does `answer` (a picture's caption, or its true label) say what `label` says? True
+    when every word of the label, articles aside, is a word of the answer: "red circle" fits
+    "a small red circle at the left"."""
+    words = lambda text: {w for w in re.findall(r"[\w']+", text.lower()) if w not in _FILLER_WORDS}  # noqa: E731
+    return words(label) <= words(answer)
 
 
 @node(category="clip", name="ZeroShotClassify")
@@ -614,10 +660,12 @@ def zero_shot_classify(
     images: Image,
     labels: Annotated[list[str], Doc("the classes to choose from")] = ["circle", "square", "triangle"],  # noqa: B006
     template: Annotated[str, Doc("how a label becomes a sentence; {} is replaced by the label")] = "a photo of a {}.",
+    answers: Annotated[list[str], Doc("optional: the true label or caption of each picture, to measure accuracy")] | None = None,
 ) -> ZeroShotResult:
     """Classify pictures into labels nobody trained a classifier for: embed one sentence per
     label, take cosines with each picture, scale by the model's temperature and softmax.
-    Outputs one {label: probability} per picture (they sum to 1) and the best label."""
+    Outputs one {label: probability} per picture (they sum to 1) and the best label; with
+    `answers`, the share of pictures whose best label fits its answer (see label_fits)."""
     _check_images(images)
     if not isinstance(labels, list) or not labels:
         raise NodeInputError("labels", "the label list is empty: nothing to choose from", expected="at least one label", got=repr(labels))
@@ -626,6 +674,8 @@ def zero_shot_classify(
     if len(set(labels)) != len(labels):
         dup = sorted({x for x in labels if labels.count(x) > 1})
         raise NodeInputError("labels", "labels repeat", expected="distinct labels", got=", ".join(dup))
+    if answers is not None and len(answers) != images.shape[0]:
+        raise NodeInputError("answers", "one answer per picture", expected=str(images.shape[0]), got=str(len(answers)))
     if "{}" not in template:
         raise NodeInputError("template", "the template has no {} for the label", expected="e.g. 'a photo of a {}.'", got=repr(template))
     image_vectors = clip.encode_images(images)
@@ -633,7 +683,8 @@ def zero_shot_classify(
     probs = (clip.logit_scale * image_vectors @ text_vectors.T).softmax(dim=-1)
     table = [{label: float(p) for label, p in zip(labels, row)} for row in probs]
     best = [labels[int(i)] for i in probs.argmax(dim=-1)]
-    return ZeroShotResult(table, best)
+    accuracy = sum(label_fits(b, a) for b, a in zip(best, answers)) / len(best) if answers is not None else float("nan")
+    return ZeroShotResult(table, best, accuracy)
 
 
 # ---- semantic search ------------------------------------------------------------------------------
@@ -755,6 +806,8 @@ class SearchResult(NamedTuple):
     grid: Image
     skipped: list
     stats: dict
+    top_score: float
+    embedded: int
 
 
 @node(category="clip", name="SemanticSearch")
@@ -772,7 +825,7 @@ def semantic_search(
     Every picture is embedded once: the vectors are kept in the on-disk cache, so the next
     search over the same folder only embeds the query. Files that are not pictures are
     skipped and listed in `skipped`; `stats` says how many vectors were computed and how
-    many came from the cache."""
+    many came from the cache (`embedded` alone as a number: 0 on a repeated search)."""
     root = ctx.input_path(folder, "folder")
     if not root.is_dir():
         raise NodeInputError("folder", f"{root.name} is a file, not a folder", expected="a folder of pictures", got=root.name)
@@ -798,7 +851,7 @@ def semantic_search(
     ]
     grid = _grid([index.files[i] for i in order.tolist()], thumb, columns=4)
     stats = {"query": query_label, "images": len(index.files), "embedded": index.embedded, "from_cache": index.from_cache, "skipped": len(index.skipped)}
-    return SearchResult(results, grid, index.skipped, stats)
+    return SearchResult(results, grid, index.skipped, stats, results[0]["score"], index.embedded)
 
 
 # ---- CLIP score ---------------------------------------------------------------------------------

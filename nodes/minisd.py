@@ -247,15 +247,72 @@ def build_sample_scheduler():
     return EulerDiscreteScheduler(**scheduler_config())
 
 
+def world_clip_config(tokenizer) -> dict:
+    """The world CLIP (open_clip layout): a small ResNet image tower (CLIP's
+    ModifiedResNet: convolutions, then attention pooling; a ViT this small did not learn
+    shapes in the same number of steps, convolutions see them at once) and a text tower
+    exactly as wide and deep as MiniSD's text encoder, sharing its tokenizer. SD 1.5's text encoder *is* the text tower of OpenAI's CLIP ViT-L/14; MiniSD's
+    is this model's text tower (see :func:`text_encoder_from_clip`)."""
+    text = text_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    return {
+        "embed_dim": TEXT_WIDTH,
+        "quick_gelu": True,  # OpenAI CLIP's activation, the one SD's text encoder uses
+        "vision_cfg": {"image_size": IMAGE_SIZE, "layers": [1, 1, 1, 1], "width": 16, "head_width": 16},
+        "text_cfg": {
+            "context_length": MAX_TOKENS,
+            "vocab_size": text["vocab_size"],
+            "width": text["hidden_size"],
+            "heads": text["num_attention_heads"],
+            "layers": text["num_hidden_layers"],
+            "pad_id": tokenizer.pad_token_id,
+            "eos_id": tokenizer.eos_token_id,
+            # the tokenizer files sit in the model folder's "tokenizer" sub-folder
+            "hf_tokenizer_name": "tokenizer",
+        },
+    }
+
+
+def text_encoder_from_clip(clip_model, tokenizer):
+    """An open_clip CLIP's text tower as a transformers CLIPTextModel (what a diffusers SD
+    folder holds): the same weights renamed, q/k/v split out of the fused projection. Its
+    per-token hidden states (after the final LayerNorm) equal the CLIP tower's."""
+    encoder = build_text_encoder(tokenizer)
+    source = {k: v for k, v in clip_model.state_dict().items() if not k.startswith("visual.")}
+    state = {
+        "embeddings.token_embedding.weight": source["token_embedding.weight"],
+        "embeddings.position_embedding.weight": source["positional_embedding"],
+        "final_layer_norm.weight": source["ln_final.weight"],
+        "final_layer_norm.bias": source["ln_final.bias"],
+    }
+    renames = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
+               "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+    for layer in range(encoder.config.num_hidden_layers):
+        ours, theirs = f"encoder.layers.{layer}.", f"transformer.resblocks.{layer}."
+        for old, new in renames.items():
+            for kind in ("weight", "bias"):
+                state[f"{ours}{new}.{kind}"] = source[f"{theirs}{old}.{kind}"]
+        for kind in ("weight", "bias"):
+            q, k, v = source[f"{theirs}attn.in_proj_{kind}"].chunk(3)
+            state.update({f"{ours}self_attn.q_proj.{kind}": q, f"{ours}self_attn.k_proj.{kind}": k, f"{ours}self_attn.v_proj.{kind}": v})
+    expected = encoder.state_dict()
+    prefix = next(iter(expected)).split("embeddings.")[0]  # "" in transformers 5, "text_model." before
+    encoder.load_state_dict({prefix + k: v.to(expected[prefix + k].dtype) for k, v in state.items()}, strict=True)
+    return encoder
+
+
 def count_parameters(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def token_ids(tokenizer, prompts: list[str]):
+    """Token ids, padded (with EOS, as CLIP does) to the tokenizer's length."""
+    return tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+
+
 def encode_prompts(tokenizer, text_encoder, prompts: list[str]):
     """Token ids padded to MAX_TOKENS → the per-token hidden states the UNet attends to."""
-    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
     device = next(text_encoder.parameters()).device
-    return text_encoder(ids.to(device))[0]
+    return text_encoder(token_ids(tokenizer, prompts).to(device))[0]
 
 
 # ---- writing folders --------------------------------------------------------------------------

@@ -412,6 +412,7 @@ class DenoiserResult(NamedTuple):
 def train_denoiser(
     ctx: RunContext,
     vae: Annotated[str, Doc("the VAE folder TrainAutoencoder wrote (its vae_path output)")],
+    clip: Annotated[str, Doc("the world CLIP folder TrainWorldClip wrote: its text tower becomes the text encoder, frozen (as SD 1.5 freezes CLIP's); empty = train a fresh text encoder along with the UNet")] = "",
     seed: Annotated[Seed, Doc("model init, data, noise, timesteps, caption dropout")] = 0,
     steps: Annotated[int, Range(1, 1_000_000)] = 6000,
     batch_size: Annotated[int, Range(1, 512)] = 64,
@@ -433,9 +434,17 @@ def train_denoiser(
         return minisd.build_text_encoder(tokenizer), minisd.build_unet()
 
     text_encoder, unet = _seeded_init(seed, build)
-    text_encoder, unet = text_encoder.to(device).train(), unet.to(device).train()
+    unet = unet.to(device).train()
+    if clip:
+        from .clip_space import read_folder_model
+
+        clip_model, _ = read_folder_model(resolve_model(ctx, clip, "clip"))
+        text_encoder = minisd.text_encoder_from_clip(clip_model, tokenizer).to(device).eval().requires_grad_(False)
+        params = list(unet.parameters())
+    else:
+        text_encoder = text_encoder.to(device).train()
+        params = list(unet.parameters()) + list(text_encoder.parameters())
     scheduler = minisd.build_train_scheduler()
-    params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = adamw(params, learning_rate, weight_decay=1e-2)
     data = EncodedWorld.build(ctx, vae_model, seed, dataset_size, device)
 
@@ -456,7 +465,7 @@ def train_denoiser(
     unet.eval()
     text_encoder.eval()
     facts = {"trainer": "TrainDenoiser", "seed": seed, "steps": steps, "batch_size": batch_size,
-             "caption_dropout": caption_dropout, "final_loss": losses[-1] if losses else None}
+             "caption_dropout": caption_dropout, "text_encoder": f"text tower of {clip}" if clip else "trained with the UNet", "final_loss": losses[-1] if losses else None}
 
     def fill(folder: Path) -> None:
         minisd.write_pipeline(folder / "pipeline", unet, vae_model, text_encoder, tokenizer, extra=facts)
@@ -718,3 +727,189 @@ def train_depth_net(
     plot = plot_losses(losses, ctx.output_path(f"train/{name}_loss.png"), f"TrainDepthNet: held-out error {error:.4f}")
     ctx.wrote(plot)
     return DepthNetResult(path, str(plot), round(error, 5))
+
+
+# ---- the world CLIP (contrastive pictures ↔ captions) -------------------------------------------
+
+
+def caption_variants(scene: "world.Scene") -> list[str]:
+    """The texts a picture is trained against. A one-object picture also gets its shorter
+    captions ("a red circle", "a large red circle", "a red circle at the top left"), so
+    zero-shot labels and prompts without a size or position are things CLIP has seen."""
+    if len(scene.shapes) != 1:
+        return [world.caption(scene)]
+    shape = scene.shapes[0]
+    return [shape.describe(with_size=size, with_position=place) for size in (True, False) for place in (True, False)]
+
+
+class WorldPictures:
+    """A fixed set of world pictures rendered once (uint8, kept in the node's work folder,
+    so a resumed run does not render them again) with their caption variants."""
+
+    def __init__(self, images: "torch.Tensor", captions: list[list[str]]) -> None:
+        self.images, self.captions = images, captions
+
+    @classmethod
+    def build(cls, ctx: RunContext, seed: int, count: int, chunk: int = 256) -> "WorldPictures":
+        path = ctx.work_dir / f"world_pictures_{count}.pt"
+        if path.exists():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            return cls(saved["images"], [list(c) for c in saved["captions"]])
+        images, captions = [], []
+        for index in range(-(-count // chunk)):
+            ctx.check_cancelled()
+            ctx.progress(index * chunk, count, None, f"drawing world pictures {index * chunk}/{count}")
+            scenes = world.batch_scenes(seed, index, chunk)
+            batch = world.render_batch(scenes, minisd.IMAGE_SIZE)
+            images.append((batch["image"] * 255).round().to(torch.uint8))
+            captions += [caption_variants(s) for s in scenes]
+        pictures = cls(torch.cat(images)[:count], captions[:count])
+        with atomic_path(path) as tmp:
+            torch.save({"images": pictures.images, "captions": pictures.captions}, tmp)
+        return pictures
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def batch(self, size: int, generator, device) -> tuple["torch.Tensor", list[str]]:
+        index = torch.randint(0, len(self), (size,), generator=generator).tolist()
+        choice = torch.randint(0, 1 << 30, (size,), generator=generator).tolist()
+        texts = [self.captions[i][c % len(self.captions[i])] for i, c in zip(index, choice)]
+        return (self.images[index].float() / 255).to(device), texts
+
+
+def hard_negative(text: str, generator) -> str:
+    """The caption with one shape word or one position swapped for another ("a red circle at
+    the top" → "a red star at the top"): a text that is *almost* right. Without such
+    negatives a contrastive model gets most pairs right from colour alone and is slow to
+    look at shape and position (the "bag of words" weakness of CLIP, which NegCLIP trains
+    away in the same way)."""
+    import re
+
+    places = list(re.finditer(r"at the (" + "|".join(sorted(world.POSITIONS, key=len, reverse=True)) + r")\b", text))
+    shapes = list(re.finditer(r"\b(" + "|".join(world.SHAPES) + r")\b", text))
+    pick = int(torch.randint(0, 1 << 30, (1,), generator=generator))
+    if places and (not shapes or pick % 2):
+        match, pool = places[pick // 2 % len(places)], world.POSITIONS
+        group = 1
+    elif shapes:
+        match, pool = shapes[pick // 2 % len(shapes)], world.SHAPES
+        group = 1
+    else:
+        return text
+    others = [w for w in pool if w != match.group(group)]
+    other = others[pick // 7 % len(others)]
+    return text[: match.start(group)] + other + text[match.end(group) :]
+
+
+def contrastive_loss(clip, tokenizer, images: "torch.Tensor", texts: list[str], negatives: list[str] = ()) -> "torch.Tensor":
+    """CLIP's loss: the batch's pictures × texts cosine matrix, times the learned temperature,
+    read as a classification both ways (each picture → its text, each text → its picture).
+    Texts that occur twice in a batch ("a red circle") count as right answers for both
+    pictures; `negatives` are extra wrong texts every picture must also rank below its own."""
+    from .clip_space import CLIP_MEAN, CLIP_STD, normalize_pixels
+
+    device = images.device
+    all_texts = list(texts) + [t for t in negatives if t not in set(texts)]
+    ids = minisd.token_ids(tokenizer, all_texts).to(device)
+    image_vectors = F.normalize(clip.encode_image(normalize_pixels(images, CLIP_MEAN, CLIP_STD)), dim=-1)
+    text_vectors = F.normalize(clip.encode_text(ids), dim=-1)
+    logits = clip.logit_scale.exp().clamp(max=100.0) * image_vectors @ text_vectors.T
+    key = {text: i for i, text in enumerate(dict.fromkeys(texts))}
+    text_index = torch.tensor([key[t] for t in texts], device=device)
+    same = (text_index[:, None] == text_index[None, :]).float()
+    targets = same / same.sum(dim=1, keepdim=True)
+    n = len(texts)
+    image_to_text = F.cross_entropy(logits, F.pad(targets, (0, logits.shape[1] - n)))
+    text_to_image = F.cross_entropy(logits[:, :n].T, targets)
+    return (image_to_text + text_to_image) / 2
+
+
+def colour_shape_labels() -> list[str]:
+    """Every colour × shape of the world as a caption: "a red circle", "an orange star", ..."""
+    return [world.Shape(kind, color, "medium", 0.5, 0.5, 0.1, 0.5).describe(False, False) for color in world.COLORS for kind in world.SHAPES]
+
+
+def one_object_pictures(seed: int, count: int) -> tuple["torch.Tensor", list[str]]:
+    """`count` held-out one-object pictures spread evenly over colour × shape (sizes,
+    positions and backgrounds random), with their colour × shape label."""
+    import numpy as np
+
+    labels = colour_shape_labels()
+    pairs = [(color, kind) for color in world.COLORS for kind in world.SHAPES]
+    rng = np.random.default_rng([HOLDOUT + int(seed), count])
+    scenes = [world.sample_scene(rng, 1, colors=[pairs[i % len(pairs)][0]], kinds=[pairs[i % len(pairs)][1]]) for i in range(count)]
+    return world.render_batch(scenes, minisd.IMAGE_SIZE)["image"], [labels[i % len(labels)] for i in range(count)]
+
+
+def zero_shot_accuracy(clip_handle, images: "torch.Tensor", truth: list[str]) -> float:
+    """Share of pictures whose best colour × shape label (ZeroShotClassify) is the true one."""
+    from .clip_space import zero_shot_classify
+
+    best = zero_shot_classify(clip_handle, images, colour_shape_labels(), "{}").best
+    return sum(b == t for b, t in zip(best, truth)) / len(truth)
+
+
+class WorldClipResult(NamedTuple):
+    clip_path: str
+    loss_plot: str
+    zero_shot_accuracy: float
+
+
+@node(category="train", name="TrainWorldClip", persist=True)
+def train_world_clip(
+    ctx: RunContext,
+    seed: Annotated[Seed, Doc("model init, the pictures, the batches")] = 0,
+    steps: Annotated[int, Range(1, 1_000_000)] = 2000,
+    batch_size: Annotated[int, Range(2, 2048), Doc("pictures per step: each is contrasted with every other text in the batch")] = 256,
+    learning_rate: Annotated[float, Range(1e-6, 1e-1)] = 1e-3,
+    dataset_size: Annotated[int, Range(1, 1_000_000), Doc("distinct world pictures, drawn once before training starts")] = 12288,
+    checkpoint_every: Annotated[int, Range(1, 100_000)] = 100,
+    name: Annotated[str, Doc("open_clip folder written under the first model root")] = "minisd-clip",
+) -> WorldClipResult:
+    """Train a tiny CLIP on world pictures and their captions (contrastive loss): an image
+    tower and a text tower learn to put a picture and its caption at the same point of one
+    64-dimensional space. Reports zero-shot colour × shape accuracy on held-out pictures.
+    Writes an open_clip folder (config + safetensors + tokenizer) that OpenClipLoader
+    reads, and whose text tower TrainDenoiser uses as MiniSD's text encoder."""
+    from .clip_space import OpenClipHandle, save_open_clip_folder, CLIP_MEAN, CLIP_STD
+
+    import open_clip
+
+    _check_name(name)
+    device = pick_device()
+    tokenizer = minisd.build_tokenizer()
+    config = minisd.world_clip_config(tokenizer)
+    clip = _seeded_init(seed, lambda: open_clip.CLIP(**config)).to(device).train()
+    optimizer = adamw(clip.parameters(), learning_rate, weight_decay=0.1)
+    pictures = WorldPictures.build(ctx, seed, dataset_size)
+
+    def step_fn(step: int) -> float:
+        generator = step_generator(seed, step)
+        images, texts = pictures.batch(batch_size, generator, device)
+        loss = contrastive_loss(clip, tokenizer, images, texts, [hard_negative(t, generator) for t in texts])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(clip.parameters(), 1.0)
+        optimizer.step()
+        return float(loss.detach())
+
+    losses = run_training(
+        ctx, steps=steps, checkpoint_every=checkpoint_every, modules={"clip": clip}, optimizer=optimizer,
+        learning_rate=learning_rate, warmup=min(200, steps // 10 + 1), step_fn=step_fn, label="CLIP ",
+    )
+    clip.eval()
+    images, truth = one_object_pictures(seed, 240)
+    handle = OpenClipHandle(clip, lambda texts: minisd.token_ids(tokenizer, texts), name, "training", (64, 64), CLIP_MEAN, CLIP_STD)
+    accuracy = zero_shot_accuracy(handle, images, truth)
+    facts = {"trainer": "TrainWorldClip", "seed": seed, "steps": steps, "batch_size": batch_size,
+             "zero_shot_accuracy": round(accuracy, 4), "final_loss": losses[-1] if losses else None}
+
+    def fill(folder: Path) -> None:
+        save_open_clip_folder(clip, {"model_cfg": config, "preprocess_cfg": {"mean": list(CLIP_MEAN), "std": list(CLIP_STD), "size": minisd.IMAGE_SIZE}}, folder)
+        tokenizer.save_pretrained(str(folder / config["text_cfg"]["hf_tokenizer_name"]))
+
+    path = publish(ctx, name, fill, facts)
+    plot = plot_losses(losses, ctx.output_path(f"train/{name}_loss.png"), f"TrainWorldClip: zero-shot {accuracy:.1%}")
+    ctx.wrote(plot)
+    return WorldClipResult(path, str(plot), round(accuracy, 4))
