@@ -11,6 +11,7 @@ image                     512×512×3                       64×64×3
 VAE (AutoencoderKL)       4 down blocks, 8× smaller       4 down blocks, 8× smaller
 latent                    64×64×4                         8×8×4 (one "superpixel" = 8×8 px)
 text encoder (CLIP)       12 layers, width 768, 77 tok    2 layers, width 64, 32 tokens
+text encoder comes from   OpenAI CLIP ViT-L/14, frozen    the world CLIP (minisd-clip), frozen
 tokenizer                 49,408 BPE tokens               bytes + the world's words (BPE)
 UNet2DConditionModel      320/640/1280/1280 channels      48/96 channels, cross-attention
 scheduler                 PNDM, scaled-linear betas       Euler, the same betas

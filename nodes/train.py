@@ -8,12 +8,17 @@ SD is trained in two stages, and so is MiniSD:
    (errors in the image's horizontal/vertical differences) that keeps outlines sharp
    without a perceptual network. It reports PSNR on held-out world images, and measures
    the latents' spread to set ``scaling_factor`` (SD's 0.18215 comes from the same idea).
-2. **TrainDenoiser** freezes that VAE and trains the text encoder and the UNet together:
-   take a picture's latent, add noise for a random timestep of the DDPM schedule, and ask
-   the UNet (reading the caption through cross-attention) to predict that noise (epsilon
+2. **TrainWorldClip** trains a tiny CLIP on world pictures and captions (contrastive, with
+   hard negatives). SD 1.5 did not train its text encoder: it took OpenAI CLIP's text
+   tower and froze it. MiniSD does the same with this CLIP's text tower.
+3. **TrainDenoiser** freezes the VAE and that text encoder and trains the UNet: take a
+   picture's latent, add noise for a random timestep of the DDPM schedule, and ask the
+   UNet (reading the caption through cross-attention) to predict that noise (epsilon
    prediction). A fraction of captions is replaced by the empty prompt (caption dropout):
    that teaches the same network the *unconditional* prediction that classifier-free
-   guidance subtracts at sampling time.
+   guidance subtracts at sampling time. (Without a CLIP it trains a fresh text encoder
+   along with the UNet; that text encoder learnt colour words but never told positions
+   apart, so MiniSD ignored them: the reason for step 2.)
 
 Two more networks are trained on the same world, so the ControlNet and depth lessons work
 offline:
@@ -422,8 +427,9 @@ def train_denoiser(
     checkpoint_every: Annotated[int, Range(1, 100_000)] = 100,
     name: Annotated[str, Doc("pipeline folder written under the first model root")] = "minisd",
 ) -> DenoiserResult:
-    """Train MiniSD's text encoder and UNet together on VAE latents of world pictures
-    (epsilon prediction, DDPM noise schedule, caption dropout), then write a complete
+    """Train MiniSD's UNet on VAE latents of world pictures (epsilon prediction, DDPM noise
+    schedule, caption dropout), reading captions through the world CLIP's frozen text tower
+    (or a text encoder trained along with it when `clip` is empty), then write a complete
     diffusers pipeline folder that CheckpointLoader and StableDiffusionPipeline load."""
     _check_name(name)
     device = pick_device()

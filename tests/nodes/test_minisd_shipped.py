@@ -15,7 +15,7 @@ from nodegraph.nodes import train as T
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SHIPPED = builtin_model_roots()[0]
-TRAINED = ("minisd", "minisd-controlnet-canny", "minisd-depth")
+TRAINED = ("minisd", "minisd-controlnet-canny", "minisd-depth", "minisd-clip")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -78,3 +78,33 @@ def test_default_depth_estimate_is_the_shipped_depth_net(ctx):
     error = float((depth - T.depth_targets(batch["depth"])).abs().mean())
     flat = float((T.depth_targets(batch["depth"]) - 0.5).abs().mean())
     assert error < 0.05 < flat
+
+
+# ---- the world CLIP ------------------------------------------------------------------------------
+
+
+def test_world_clip_names_colour_and_shape_of_held_out_pictures(ctx):
+    from nodegraph.nodes import clip_space as C
+
+    clip = C.load_open_clip(ctx, "minisd-clip")
+    images, truth = T.one_object_pictures(99, 96)  # two pictures of each colour × shape
+    out = C.zero_shot_classify(clip, images, T.colour_shape_labels(), "{}", answers=truth)
+    assert all(abs(sum(row.values()) - 1) < 1e-4 for row in out.probabilities)
+    assert out.accuracy >= 0.9, out.accuracy
+
+
+def test_world_clip_finds_each_one_object_picture_of_the_gallery_by_its_caption(ctx, tmp_path):
+    """graphs/assets/world_pictures: 32 held-out pictures; captions.txt says what each shows."""
+    from nodegraph.config import builtin_input_roots
+    from nodegraph.nodes import clip_space as C
+
+    ctx.roots.inputs = builtin_input_roots()
+    clip = C.load_open_clip(ctx, "minisd-clip")
+    lines = (builtin_input_roots()[0] / "world_pictures" / "captions.txt").read_text().splitlines()
+    pairs = [line.split("  ", 1) for line in lines if line.endswith(tuple(world.POSITIONS)) and ".png  " in line]
+    singles = [(f, c) for f, c in pairs if "," not in c and " of " not in c and " above " not in c and " below " not in c]
+    assert len(singles) >= 5
+    for file, caption in singles:
+        out = C.semantic_search(clip, ctx, "world_pictures", caption, k=1, thumb=16)
+        assert out.results[0]["file"] == file, (caption, out.results)
+        assert out.skipped == [{"file": "captions.txt", "reason": out.skipped[0]["reason"]}]
