@@ -866,8 +866,8 @@ class WorldClipResult(NamedTuple):
 def train_world_clip(
     ctx: RunContext,
     seed: Annotated[Seed, Doc("model init, the pictures, the batches")] = 0,
-    steps: Annotated[int, Range(1, 1_000_000)] = 2000,
-    batch_size: Annotated[int, Range(2, 2048), Doc("pictures per step: each is contrasted with every other text in the batch")] = 256,
+    steps: Annotated[int, Range(1, 1_000_000)] = 1500,
+    batch_size: Annotated[int, Range(2, 2048), Doc("pictures per step: each is contrasted with every other text in the batch")] = 128,
     learning_rate: Annotated[float, Range(1e-6, 1e-1)] = 1e-3,
     dataset_size: Annotated[int, Range(1, 1_000_000), Doc("distinct world pictures, drawn once before training starts")] = 12288,
     checkpoint_every: Annotated[int, Range(1, 100_000)] = 100,
