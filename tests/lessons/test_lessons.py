@@ -213,3 +213,29 @@ def test_the_last_model_lesson_runs_end_to_end_on_an_sd15_layout_checkpoint(root
         assert "passed" in result.outputs[node_id]["check"]
     written = [p for p in (roots.outputs).rglob("*.png")]
     assert len(written) >= 10  # every SaveImage of lessons 2-10 wrote its pictures
+
+
+# ---- the CLIP space track on the world CLIP (and MiniSD for 18-19) ------------------------------
+
+CLIP_BREAKS = {
+    15: (lambda g: g.nodes["4"].inputs.update(texts=["a small white cross at the center"] * 8), {"6"}),  # one caption for all
+    16: (lambda g: g.nodes["9"].inputs.update(answers=["a small white cross at the center"] * 8), {"10"}),  # wrong answers
+    17: (lambda g: g.nodes["14"].inputs.update(query_embeds=_link("4", "clip_embeds")), {"15"}),  # a caption is not the picture
+    18: (lambda g: g.nodes["27"].inputs.update(cfg=1.0), {"31"}),  # no guidance on either side
+    19: (lambda g: [g.nodes[str(37 + 4 * k)].inputs.update(clip_scale=0.0) for k in range(6)], {"66"}),  # CLIP never pushes
+}
+
+
+def test_the_clip_lessons_are_one_chain_of_their_own_track():
+    chain = [l for l in LESSONS if l.track == "clip space"]
+    assert [l.number for l in chain] == sorted(CLIP_BREAKS)
+    assert chain[0].parent is None
+    for earlier, later in zip(chain, chain[1:]):
+        assert later.parent == earlier.number
+
+
+@pytest.mark.parametrize("number", sorted(CLIP_BREAKS))
+def test_clip_lessons_pass_on_the_world_clip_and_fail_when_broken(number, sd_executor):
+    lesson = load_lesson(number)
+    assert lesson.track == "clip space"
+    _passes_then_fails_when_broken(lesson, sd_executor, *CLIP_BREAKS[number])
