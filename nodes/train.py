@@ -816,7 +816,8 @@ def contrastive_loss(clip, tokenizer, images: "torch.Tensor", texts: list[str], 
     from .clip_space import CLIP_MEAN, CLIP_STD, normalize_pixels
 
     device = images.device
-    all_texts = list(texts) + [t for t in negatives if t not in set(texts)]
+    known = set(texts)  # a "negative" that is some other picture's caption is not a negative
+    all_texts = list(texts) + [t for t in negatives if t not in known]
     ids = minisd.token_ids(tokenizer, all_texts).to(device)
     image_vectors = F.normalize(clip.encode_image(normalize_pixels(images, CLIP_MEAN, CLIP_STD)), dim=-1)
     text_vectors = F.normalize(clip.encode_text(ids), dim=-1)
