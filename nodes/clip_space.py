@@ -407,7 +407,7 @@ def load_open_clip(
 
     if folder is not None:
         model_cfg, preprocess_cfg, name = _folder_config(folder)
-        weights = _folder_weights(folder)
+        _folder_weights(folder)  # a folder without weights is refused now, not inside the model manager
         key = ("open_clip", "folder", str(folder), _file_stamp(folder), str(torch_dtype), str(device))
 
         def load() -> OpenClipHandle:

@@ -252,8 +252,9 @@ def world_clip_config(tokenizer) -> dict:
     """The world CLIP (open_clip layout): a small ResNet image tower (CLIP's
     ModifiedResNet: convolutions, then attention pooling; a ViT this small did not learn
     shapes in the same number of steps, convolutions see them at once) and a text tower
-    exactly as wide and deep as MiniSD's text encoder, sharing its tokenizer. SD 1.5's text encoder *is* the text tower of OpenAI's CLIP ViT-L/14; MiniSD's
-    is this model's text tower (see :func:`text_encoder_from_clip`)."""
+    exactly as wide and deep as MiniSD's text encoder, sharing its tokenizer. SD 1.5's
+    text encoder *is* the text tower of OpenAI's CLIP ViT-L/14; MiniSD's is this model's
+    text tower (see :func:`text_encoder_from_clip`)."""
     text = text_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
     return {
         "embed_dim": TEXT_WIDTH,
