@@ -164,8 +164,17 @@ def resolve_model(ctx: RunContext, name: str, input_name: str) -> Path:
     return ctx.input_path(name, input_name, root="model")
 
 
-def _lr_at(step: int, base: float, warmup: int) -> float:
-    return base * min(1.0, (step + 1) / max(1, warmup))
+def _lr_at(step: int, base: float, warmup: int, steps: int = 0, decay_fraction: float = 0.0) -> float:
+    """Linear warm-up, then constant; over the last `decay_fraction` of the steps it eases
+    (half a cosine) down to a tenth. The constant part does not depend on `steps`, so a run
+    made longer resumes exactly where the shorter one stopped, as long as its decay had not
+    begun."""
+    rate = base * min(1.0, (step + 1) / max(1, warmup))
+    decay_start = steps - int(round(steps * decay_fraction))
+    if decay_fraction > 0 and step >= decay_start:
+        progress = (step - decay_start) / max(1, steps - decay_start)
+        rate *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+    return rate
 
 
 def run_training(
@@ -180,6 +189,7 @@ def run_training(
     step_fn: Callable[[int], float],
     preview_fn: Callable[[], Any] | None = None,
     label: str = "",
+    decay_fraction: float = 0.0,
 ) -> list[float]:
     """The loop every trainer shares: resume, step, report, checkpoint, cancel safely."""
     checkpoint = Checkpoint(ctx.work_dir)
@@ -196,7 +206,7 @@ def run_training(
         for step in range(start, steps):
             ctx.check_cancelled()
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(step, learning_rate, warmup)
+                group["lr"] = _lr_at(step, learning_rate, warmup, steps, decay_fraction)
             loss = step_fn(step)
             losses.append(loss)
             done = step + 1
@@ -247,19 +257,34 @@ def image_gradients(x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
 
 
 def autoencoder_loss(vae, images: "torch.Tensor", generator, kl_weight: float, edge_weight: float) -> "torch.Tensor":
-    """Reconstruction MSE (in the VAE's [-1, 1] range) + kl_weight·KL + edge_weight·L1 of
-    the difference between image gradients."""
+    """Reconstruction loss (see reconstruction_loss) + kl_weight·KL of the latent distribution."""
     x = images * 2 - 1
     posterior = vae.encode(x).latent_dist
     z = posterior.sample(generator=generator)
-    recon = vae.decode(z).sample
-    loss = F.mse_loss(recon, x)
+    loss = reconstruction_loss(vae.decode(z).sample, x, edge_weight)
     if kl_weight > 0:
         loss = loss + kl_weight * posterior.kl().mean() / x[0].numel()
+    return loss
+
+
+def reconstruction_loss(recon, target, edge_weight: float, pixel_weight=None) -> "torch.Tensor":
+    """MSE (in the VAE's [-1, 1] range; with `pixel_weight`, a weighted mean) + edge_weight·L1
+    of the difference between image gradients."""
+    if pixel_weight is None:
+        loss = F.mse_loss(recon, target)
+    else:
+        loss = (pixel_weight * (recon - target) ** 2).mean() / pixel_weight.mean()
     if edge_weight > 0:
-        (rx, ry), (tx, ty) = image_gradients(recon), image_gradients(x)
+        (rx, ry), (tx, ty) = image_gradients(recon), image_gradients(target)
         loss = loss + edge_weight * (F.l1_loss(rx, tx) + F.l1_loss(ry, ty))
     return loss
+
+
+def object_weights(masks: "torch.Tensor", object_weight: float) -> "torch.Tensor":
+    """B×1×H×W pixel weights: 1 on the background, 1 + object_weight on every object and a
+    2-pixel ring around it (where its outline is drawn)."""
+    anywhere = (masks.sum(1, keepdim=True) > 0).float()
+    return 1 + object_weight * F.max_pool2d(anywhere, 5, stride=1, padding=2)
 
 
 def reconstruct(vae, images: "torch.Tensor") -> "torch.Tensor":
@@ -328,6 +353,83 @@ def train_autoencoder(
     plot = plot_losses(losses, ctx.output_path(f"train/{name}_loss.png"), f"TrainAutoencoder: PSNR {score:.2f} dB")
     ctx.wrote(plot)
     return AutoencoderResult(path, str(plot), round(score, 4))
+
+
+TUNE_STREAM = 7_777  # the decoder tuner's world pictures: a stream the autoencoder never drew
+
+
+def shapes_kept(vae, seed: int, count: int, device) -> float:
+    """Share of `count` held-out one-object pictures whose colour and shape the world's
+    evaluator still reads correctly after an encode-decode round trip."""
+    scenes = world.batch_scenes(HOLDOUT + int(seed), 1, count, n_objects=1)
+    rebuilt = reconstruct(vae, world.render_batch(scenes, minisd.IMAGE_SIZE)["image"].to(device)).cpu()
+    scores = [world.evaluate(rebuilt[i : i + 1], world.scene_target(scene))["accuracy"]["color_and_shape"] for i, scene in enumerate(scenes)]
+    return sum(scores) / len(scores)
+
+
+class DecoderResult(NamedTuple):
+    vae_path: str
+    loss_plot: str
+    psnr: float
+    shapes_kept: float
+
+
+@node(category="train", name="TuneVaeDecoder", persist=True)
+def tune_vae_decoder(
+    ctx: RunContext,
+    vae: Annotated[str, Doc("the VAE folder to improve (TrainAutoencoder's vae_path)")],
+    seed: Annotated[Seed, Doc("the world data stream and latent samples")] = 0,
+    steps: Annotated[int, Range(1, 1_000_000)] = 1000,
+    batch_size: Annotated[int, Range(1, 256)] = 32,
+    learning_rate: Annotated[float, Range(1e-6, 1e-1)] = 3e-4,
+    object_weight: Annotated[float, Range(0.0, 100.0), Doc("extra weight of the pixels on and around objects: few pixels, but all of the picture's meaning; 0 = plain MSE")] = 8.0,
+    edge_weight: Annotated[float, Range(0.0, 10.0), Doc("weight of the edge (image-gradient) loss; 0 = off")] = 0.5,
+    checkpoint_every: Annotated[int, Range(1, 100_000)] = 100,
+    name: Annotated[str, Doc("folder written under the first model root")] = "minisd-vae-ft",
+) -> DecoderResult:
+    """Fine-tune only the VAE's decoder; the encoder stays frozen. The latent space is then
+    exactly the same, so any UNet trained on it keeps working, but the pictures come out
+    sharper: Stable Diffusion's improved VAE (sd-vae-ft-mse) was made this way. The loss
+    weights the pixels on and around objects more, so small shapes stop melting into
+    blobs. Reports PSNR and the share of held-out shapes that survive a round trip."""
+    _check_name(name)
+    device = pick_device()
+    model = load_vae_folder(resolve_model(ctx, vae, "vae"), device)
+    trained = list(model.decoder.parameters()) + list(model.post_quant_conv.parameters())
+    for parameter in trained:
+        parameter.requires_grad_(True)
+    optimizer = adamw(trained, learning_rate, weight_decay=0.0)
+    held_out = holdout_images(seed, 16, device)
+
+    def step_fn(step: int) -> float:
+        batch = world_batch(seed + TUNE_STREAM, step, batch_size, device)
+        x = batch["image"] * 2 - 1
+        with torch.no_grad():
+            z = model.encode(x).latent_dist.sample(generator=step_generator(seed, step))
+        weights = object_weights(batch["masks"].to(device), object_weight)
+        loss = reconstruction_loss(model.decode(z).sample, x, edge_weight, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    def preview():
+        return torch.cat([held_out[:4], reconstruct(model, held_out[:4])]).cpu()
+
+    losses = run_training(
+        ctx, steps=steps, checkpoint_every=checkpoint_every, modules={"decoder": model.decoder, "post_quant_conv": model.post_quant_conv},
+        optimizer=optimizer, learning_rate=learning_rate, warmup=min(100, steps // 10 + 1), step_fn=step_fn,
+        preview_fn=preview, label="VAE decoder ",
+    )
+    model.requires_grad_(False)
+    score, kept = psnr(reconstruct(model, held_out), held_out), shapes_kept(model, seed, 96, device)
+    facts = {"trainer": "TuneVaeDecoder", "base": vae, "seed": seed, "steps": steps, "batch_size": batch_size,
+             "object_weight": object_weight, "psnr_db": round(score, 3), "shapes_kept": round(kept, 4),
+             "final_loss": losses[-1] if losses else None}
+    path = publish(ctx, name, lambda d: minisd.save_part(model, d), facts)
+    plot = plot_losses(losses, ctx.output_path(f"train/{name}_loss.png"), f"TuneVaeDecoder: PSNR {score:.2f} dB, shapes kept {kept:.0%}")
+    ctx.wrote(plot)
+    return DecoderResult(path, str(plot), round(score, 4), round(kept, 4))
 
 
 # ---- text encoder + UNet ----------------------------------------------------------------------
@@ -424,6 +526,7 @@ def train_denoiser(
     learning_rate: Annotated[float, Range(1e-6, 1e-1)] = 5e-4,
     caption_dropout: Annotated[float, Range(0.0, 1.0), Doc("share of captions replaced by the empty prompt (teaches the unconditional prediction CFG needs)")] = 0.1,
     dataset_size: Annotated[int, Range(1, 1_000_000), Doc("distinct world pictures, encoded once by the VAE before training starts")] = 32768,
+    lr_decay: Annotated[float, Range(0.0, 1.0), Doc("share of the last steps over which the learning rate eases down to a tenth (settles the weights, as SD's EMA does); 0 = constant")] = 0.5,
     checkpoint_every: Annotated[int, Range(1, 100_000)] = 100,
     name: Annotated[str, Doc("pipeline folder written under the first model root")] = "minisd",
 ) -> DenoiserResult:
@@ -467,11 +570,12 @@ def train_denoiser(
     losses = run_training(
         ctx, steps=steps, checkpoint_every=checkpoint_every, modules={"unet": unet, "text_encoder": text_encoder},
         optimizer=optimizer, learning_rate=learning_rate, warmup=min(200, steps // 10 + 1), step_fn=step_fn, label="UNet ",
+        decay_fraction=lr_decay,
     )
     unet.eval()
     text_encoder.eval()
     facts = {"trainer": "TrainDenoiser", "seed": seed, "steps": steps, "batch_size": batch_size,
-             "caption_dropout": caption_dropout, "text_encoder": f"text tower of {clip}" if clip else "trained with the UNet", "final_loss": losses[-1] if losses else None}
+             "caption_dropout": caption_dropout, "lr_decay": lr_decay, "text_encoder": f"text tower of {clip}" if clip else "trained with the UNet", "final_loss": losses[-1] if losses else None}
 
     def fill(folder: Path) -> None:
         minisd.write_pipeline(folder / "pipeline", unet, vae_model, text_encoder, tokenizer, extra=facts)

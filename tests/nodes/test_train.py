@@ -347,3 +347,72 @@ def test_depth_net_resumes_after_cancel_with_identical_weights(tmp_path):
         dict(seed=6, steps=3, batch_size=2, learning_rate=3e-3, checkpoint_every=3, name="d"),
         "model.safetensors", cancel_at=2,
     )
+
+
+# ---- decoder tuning and the learning-rate schedule -----------------------------------------------
+
+
+def test_tuning_the_decoder_keeps_the_latent_space_and_improves_reconstruction(trained_vae, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    base_roots, base_result, _, _ = trained_vae
+    roots = _roots_in(tmp_path)
+    shutil.copytree(base_roots.models[0] / base_result.vae_path, roots.models[0] / "base-vae")
+    held_out = T.world_batch(T.HOLDOUT + 7, 0, 16, torch.device("cpu"))
+
+    def objective(vae):  # what the tuner minimises, on pictures it never sees
+        x = held_out["image"] * 2 - 1
+        with torch.no_grad():
+            recon = vae.decode(vae.encode(x).latent_dist.mode()).sample
+            return float(T.reconstruction_loss(recon, x, 0.5, T.object_weights(held_out["masks"], 8.0)))
+
+    before = objective(T.load_vae_folder(roots.models[0] / "base-vae", torch.device("cpu")))
+    result = T.tune_vae_decoder(make_ctx(roots, "tune"), vae="base-vae", seed=1, steps=12, batch_size=4,
+                                learning_rate=2e-3, checkpoint_every=6, name="tuned")
+    after = objective(T.load_vae_folder(roots.models[0] / "tuned", torch.device("cpu")))
+    assert result.vae_path == "tuned" and after < before, (before, after)
+    assert 0.0 <= result.shapes_kept <= 1.0
+    old = load_file(roots.models[0] / "base-vae" / "diffusion_pytorch_model.safetensors")
+    new = load_file(roots.models[0] / "tuned" / "diffusion_pytorch_model.safetensors")
+    frozen = [k for k in old if k.startswith(("encoder.", "quant_conv."))]
+    tuned = [k for k in old if k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and tuned and len(frozen) + len(tuned) == len(old)
+    assert all(torch.equal(old[k], new[k]) for k in frozen)  # same latents: a UNet trained on them still fits
+    assert not all(torch.equal(old[k], new[k]) for k in tuned)
+    facts = json.loads((roots.models[0] / "tuned" / T.MARKER).read_text())
+    assert facts["trainer"] == "TuneVaeDecoder" and facts["base"] == "base-vae" and facts["shapes_kept"] == round(result.shapes_kept, 4)
+    assert (roots.outputs / "train" / "tuned_loss.png").exists()
+
+
+def test_decoder_tuning_resumes_after_cancel_with_identical_weights(tmp_path, trained_vae):
+    import shutil
+
+    base_roots, base_result, _, _ = trained_vae
+    _cancel_and_resume(
+        tmp_path, T.tune_vae_decoder,
+        dict(vae="base-vae", seed=2, steps=3, batch_size=2, learning_rate=2e-3, checkpoint_every=3, name="t"),
+        "diffusion_pytorch_model.safetensors",
+        prepare=lambda roots: shutil.copytree(base_roots.models[0] / base_result.vae_path, roots.models[0] / "base-vae"),
+    )
+
+
+def test_object_weights_cover_each_object_and_a_ring_around_it():
+    masks = torch.zeros(1, 3, 16, 16)
+    masks[0, 1, 6:9, 6:9] = 1
+    weights = T.object_weights(masks, 8.0)
+    assert weights.shape == (1, 1, 16, 16)
+    assert weights[0, 0, 7, 7] == 9 and weights[0, 0, 4, 4] == 9  # on the object, and 2 px out
+    assert weights[0, 0, 3, 3] == 1 and weights[0, 0, 0, 15] == 1  # further out: background
+
+
+def test_learning_rate_warms_up_holds_then_eases_down_to_a_tenth():
+    base, steps = 1e-3, 100
+    rates = [T._lr_at(s, base, 10, steps, 0.5) for s in range(steps)]
+    assert rates[0] == pytest.approx(base / 10) and rates[9] == pytest.approx(base)
+    assert all(r == pytest.approx(base) for r in rates[10:50])
+    assert all(a >= b for a, b in zip(rates[50:], rates[51:])) and rates[-1] == pytest.approx(base * 0.1, rel=0.01)
+    # a longer run repeats a shorter one's steps before its own decay begins (resuming stays exact)
+    assert [T._lr_at(s, base, 10, 200, 0.5) for s in range(100)] == [T._lr_at(s, base, 10, 100, 0.0) for s in range(100)]
+    assert [T._lr_at(s, base, 10, steps) for s in range(steps)] == [min(1.0, (s + 1) / 10) * base for s in range(steps)]
