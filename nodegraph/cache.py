@@ -1,7 +1,8 @@
 """Result caches keyed by content signatures.
 
-A node's signature hashes its type, its code version, its literal inputs and the
-signatures of the outputs linked into it (Hamilton-style keys, built from content, not
+A node's signature hashes its type, its code version, its literal inputs (for a file
+input, also the size and modification time of what it names) and the signatures of the
+outputs linked into it (Hamilton-style keys, built from content, not
 from node ids). Two consequences a learner can see: re-running an unchanged graph
 recomputes nothing, and changing one input recomputes exactly what lies downstream.
 
@@ -13,6 +14,7 @@ DiskCache    for nodes that opt in (``persist=True``): results survive the proce
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +24,22 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+# ---- files named by inputs -------------------------------------------------------------
+
+
+def file_stamp(path: Path) -> str:
+    """Size and modification time of a file, or of every file in a folder (with its relative
+    path), hashed: enough to notice a file replaced or edited in place without reading it
+    (a model folder can hold gigabytes)."""
+    path = Path(path)
+    if path.is_file():
+        entries = [("", path.stat())]
+    else:
+        entries = sorted((str(p.relative_to(path)), p.stat()) for p in path.rglob("*") if p.is_file())
+    text = "\n".join(f"{name}\x1e{st.st_size}\x1e{st.st_mtime_ns}" for name, st in entries)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
 
 # ---- sizing -----------------------------------------------------------------------------
 

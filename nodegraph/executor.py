@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .cache import DiskCache, MemoryCache
+from .cache import DiskCache, MemoryCache, file_stamp
 from .context import CancelToken, Roots, RunContext
 from .errors import Cancelled, GraphError, NodeExecutionError, NodeInputError, NodegraphError, Problem
 from .events import (
@@ -38,6 +38,7 @@ from .events import (
 from .graph import Graph, Link, dumps_graph, graph_to_data, outer_references
 from .node import NodeSpec
 from .registry import Registry, build_registry
+from .types import FileInput
 from .validate import is_schedule, topological_order, validate
 
 BODY_REF = "\x00body:"  # marks the pseudo-links from a loop node to outer nodes its body reads
@@ -198,7 +199,7 @@ class Executor:
                 cancel.check()
                 type_name, literals, literals_json, links = compiled[node_id]
                 spec = self.registry.get(type_name)
-                signature = self._signature(spec, literals_json, links, signatures, nonce)
+                signature = self._signature(spec, literals, literals_json, links, signatures, nonce)
                 signatures[node_id] = signature
 
                 outputs = self.cache.get(signature)
@@ -253,16 +254,37 @@ class Executor:
             raise result.error
         return result
 
-    @staticmethod
     def _signature(
-        spec: NodeSpec, literals_json: str, links: list[tuple[str, str, str]], signatures: dict[str, str], nonce: str
+        self, spec: NodeSpec, literals: dict[str, Any], literals_json: str, links: list[tuple[str, str, str]],
+        signatures: dict[str, str], nonce: str,
     ) -> str:
-        """hash(type, code version, literal inputs, (input, upstream signature, output)...)."""
+        """hash(type, code version, literal inputs, what the files they name hold now,
+        (input, upstream signature, output)...)."""
         upstream = "\x1f".join(sorted(f"{name}\x1e{signatures[source]}\x1e{output}" for name, source, output in links))
         text = f"{spec.type_name}\x1d{spec.code_version}\x1d{literals_json}\x1d{upstream}"
+        stamps = self._file_stamps(spec, literals)
+        if stamps:
+            text += f"\x1d{stamps}"
         if not spec.deterministic:
             text += f"\x1d{nonce}"
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+    def _file_stamps(self, spec: NodeSpec, literals: dict[str, Any]) -> str:
+        """The stamps (see file_stamp) of the files and folders that file inputs name: a node
+        whose picture or model folder was replaced on disk runs again, even under the same
+        name. Names that resolve to nothing (a Hub id, a missing file) add nothing; the node
+        reports those itself."""
+        stamps = []
+        for name, value in sorted(literals.items()):
+            declared = spec.inputs.get(name)
+            if declared is None or not isinstance(declared.file, FileInput) or not isinstance(value, str) or not value:
+                continue
+            try:
+                path = self.roots.resolve_read(value, declared.file.root)
+            except OSError:
+                continue
+            stamps.append(f"{name}\x1e{file_stamp(path)}")
+        return "\x1f".join(stamps)
 
     def _execute(
         self,
@@ -410,7 +432,7 @@ class _BodyRun:
                 literals = {**literals, **{name: self._scheduled(v, state) for name, v in scheduled.items()}}
                 literals_json = _canonical(literals)
             depends_on_state = bool(scheduled) or any(source in stateful for _, source, _ in links)
-            signature = executor._signature(spec, literals_json, links, signatures, self.run_id)
+            signature = executor._signature(spec, literals, literals_json, links, signatures, self.run_id)
             signatures[node_id] = signature
             outputs = None if depends_on_state else executor.cache.get(signature)
             if outputs is None:

@@ -55,7 +55,7 @@ from typing import Annotated, Any, Callable, NamedTuple
 
 from nodegraph import Cancelled, Doc, NodeInputError, Range, RunContext, atomic_path, node
 from nodegraph.lazy import lazy_import
-from nodegraph.types import Seed
+from nodegraph.types import ModelFile, Seed
 
 from . import minisd, world
 from .device import pick_device
@@ -281,10 +281,14 @@ def reconstruction_loss(recon, target, edge_weight: float, pixel_weight=None) ->
 
 
 def object_weights(masks: "torch.Tensor", object_weight: float) -> "torch.Tensor":
-    """B×1×H×W pixel weights: 1 on the background, 1 + object_weight on every object and a
-    2-pixel ring around it (where its outline is drawn)."""
-    anywhere = (masks.sum(1, keepdim=True) > 0).float()
-    return 1 + object_weight * F.max_pool2d(anywhere, 5, stride=1, padding=2)
+    """B×1×H×W pixel weights: 1 on the background; on every object and a 2-pixel ring around
+    it (where its outline is drawn) 1 + object_weight × (a medium object's area / its own
+    area, kept within 1/4..4), so a small star counts as much as a large circle."""
+    area = masks.flatten(2).sum(-1).clamp(min=1.0)
+    typical = math.pi * (world.SIZES["medium"] * masks.shape[-1]) ** 2
+    per_object = (typical / area).clamp(0.25, 4.0)[..., None, None] * (masks > 0)
+    ring = F.max_pool2d(per_object, 5, stride=1, padding=2).amax(1, keepdim=True)
+    return 1 + object_weight * ring
 
 
 def reconstruct(vae, images: "torch.Tensor") -> "torch.Tensor":
@@ -377,7 +381,7 @@ class DecoderResult(NamedTuple):
 @node(category="train", name="TuneVaeDecoder", persist=True)
 def tune_vae_decoder(
     ctx: RunContext,
-    vae: Annotated[str, Doc("the VAE folder to improve (TrainAutoencoder's vae_path)")],
+    vae: Annotated[ModelFile, Doc("the VAE folder to improve (TrainAutoencoder's vae_path)")],
     seed: Annotated[Seed, Doc("the world data stream and latent samples")] = 0,
     steps: Annotated[int, Range(1, 1_000_000)] = 1000,
     batch_size: Annotated[int, Range(1, 256)] = 32,
@@ -391,7 +395,8 @@ def tune_vae_decoder(
     exactly the same, so any UNet trained on it keeps working, but the pictures come out
     sharper: Stable Diffusion's improved VAE (sd-vae-ft-mse) was made this way. The loss
     weights the pixels on and around objects more, so small shapes stop melting into
-    blobs. Reports PSNR and the share of held-out shapes that survive a round trip."""
+    blobs. The learning rate eases down over the second half. Reports PSNR and the share of
+    held-out shapes that survive a round trip."""
     _check_name(name)
     device = pick_device()
     model = load_vae_folder(resolve_model(ctx, vae, "vae"), device)
@@ -419,7 +424,7 @@ def tune_vae_decoder(
     losses = run_training(
         ctx, steps=steps, checkpoint_every=checkpoint_every, modules={"decoder": model.decoder, "post_quant_conv": model.post_quant_conv},
         optimizer=optimizer, learning_rate=learning_rate, warmup=min(100, steps // 10 + 1), step_fn=step_fn,
-        preview_fn=preview, label="VAE decoder ",
+        preview_fn=preview, label="VAE decoder ", decay_fraction=0.5,
     )
     model.requires_grad_(False)
     score, kept = psnr(reconstruct(model, held_out), held_out), shapes_kept(model, seed, 96, device)
@@ -518,8 +523,8 @@ class DenoiserResult(NamedTuple):
 @node(category="train", name="TrainDenoiser", persist=True)
 def train_denoiser(
     ctx: RunContext,
-    vae: Annotated[str, Doc("the VAE folder TrainAutoencoder wrote (its vae_path output)")],
-    clip: Annotated[str, Doc("the world CLIP folder TrainWorldClip wrote: its text tower becomes the text encoder, frozen (as SD 1.5 freezes CLIP's); empty = train a fresh text encoder along with the UNet")] = "",
+    vae: Annotated[ModelFile, Doc("the VAE folder TrainAutoencoder wrote (its vae_path output)")],
+    clip: Annotated[ModelFile, Doc("the world CLIP folder TrainWorldClip wrote: its text tower becomes the text encoder, frozen (as SD 1.5 freezes CLIP's); empty = train a fresh text encoder along with the UNet")] = "",
     seed: Annotated[Seed, Doc("model init, data, noise, timesteps, caption dropout")] = 0,
     steps: Annotated[int, Range(1, 1_000_000)] = 6000,
     batch_size: Annotated[int, Range(1, 512)] = 64,
@@ -683,7 +688,7 @@ class ControlNetResult(NamedTuple):
 @node(category="train", name="TrainControlNet", persist=True)
 def train_controlnet(
     ctx: RunContext,
-    model: Annotated[str, Doc("the MiniSD pipeline folder TrainDenoiser wrote (its model_path output); stays frozen")] = "minisd",
+    model: Annotated[ModelFile, Doc("the MiniSD pipeline folder TrainDenoiser wrote (its model_path output); stays frozen")] = "minisd",
     seed: Annotated[Seed, Doc("hint-encoder init, data, noise, timesteps, caption dropout")] = 0,
     steps: Annotated[int, Range(1, 1_000_000)] = 3000,
     batch_size: Annotated[int, Range(1, 512)] = 32,

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, NamedTuple
 
 from nodegraph import Range, RunContext, node
 from nodegraph.registry import Registry
-from nodegraph.types import Image
+from nodegraph.types import Image, InputFile, ModelFile
 
 CALLS: list[str] = []
 
@@ -80,5 +80,15 @@ def make_registry() -> Registry:
         @node(category="test", name="TakesImage")
         def takes_image(image: Image) -> Image:
             return image
+
+        @node(category="test", name="ReadText")
+        def read_text(ctx: RunContext, path: InputFile = "notes.txt") -> str:
+            CALLS.append("ReadText")
+            return ctx.input_path(path).read_text()
+
+        @node(category="test", name="CountModelFiles", persist=True)
+        def count_model_files(ctx: RunContext, model: ModelFile = "tiny") -> int:
+            CALLS.append("CountModelFiles")
+            return sum(1 for p in ctx.input_path(model, "model", root="model").rglob("*") if p.is_file())
 
     return registry

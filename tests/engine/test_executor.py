@@ -231,3 +231,36 @@ def test_node_started_reports_plan_position(executor):
     executor.run(diamond(), observers=[seen.append])
     started = [e for e in seen if isinstance(e, NodeStarted)]
     assert [e.index for e in started] == list(range(5)) and all(e.total == 5 for e in started)
+
+
+def test_a_file_replaced_on_disk_runs_its_reader_again_under_the_same_name(executor, roots):
+    import os
+
+    note = roots.inputs[0] / "notes.txt"
+    note.write_text("first")
+    g = graph({"1": {"type": "ReadText", "inputs": {"path": "notes.txt"}}})
+    assert executor.run(g, targets=["1"]).outputs["1"]["string"] == "first"
+    again = executor.run(g, targets=["1"])
+    assert again.cached == ["1"] and CALLS.count("ReadText") == 1  # unchanged file: cached
+    note.write_text("second, longer")
+    os.utime(note, ns=(note.stat().st_atime_ns, note.stat().st_mtime_ns + 10**9))
+    changed = executor.run(g, targets=["1"])
+    assert changed.executed == ["1"] and changed.outputs["1"]["string"] == "second, longer"
+
+
+def test_a_model_folder_retrained_under_the_same_name_misses_the_disk_cache(roots):
+    folder = roots.models[0] / "tiny"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    g = graph({"1": {"type": "CountModelFiles", "inputs": {"model": "tiny"}}})
+    first = Executor(make_registry(), roots).run(g, targets=["1"])
+    assert first.outputs["1"]["int"] == 1
+    fresh = Executor(make_registry(), roots).run(g, targets=["1"])  # a new process: from disk
+    assert fresh.cached == ["1"] and fresh.signatures["1"] == first.signatures["1"]
+    (folder / "weights.safetensors").write_bytes(b"new weights")
+    retrained = Executor(make_registry(), roots).run(g, targets=["1"])
+    assert retrained.executed == ["1"] and retrained.outputs["1"]["int"] == 2
+    # names that resolve to nothing (a Hub id) still key on the name alone, and the node reports them
+    missing = Executor(make_registry(), roots).run(graph({"1": {"type": "CountModelFiles", "inputs": {"model": "org/absent"}}}),
+                                                   targets=["1"], raise_errors=False)
+    assert missing.status == "failed" and "org/absent" in str(missing.error)

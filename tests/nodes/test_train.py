@@ -398,13 +398,16 @@ def test_decoder_tuning_resumes_after_cancel_with_identical_weights(tmp_path, tr
     )
 
 
-def test_object_weights_cover_each_object_and_a_ring_around_it():
-    masks = torch.zeros(1, 3, 16, 16)
-    masks[0, 1, 6:9, 6:9] = 1
+def test_object_weights_cover_each_object_and_a_ring_around_it_smaller_objects_more():
+    masks = torch.zeros(1, 3, 64, 64)
+    masks[0, 0, 10:14, 10:14] = 1  # 16 px
+    masks[0, 1, 40:56, 40:56] = 1  # 256 px
     weights = T.object_weights(masks, 8.0)
-    assert weights.shape == (1, 1, 16, 16)
-    assert weights[0, 0, 7, 7] == 9 and weights[0, 0, 4, 4] == 9  # on the object, and 2 px out
-    assert weights[0, 0, 3, 3] == 1 and weights[0, 0, 0, 15] == 1  # further out: background
+    assert weights.shape == (1, 1, 64, 64)
+    small, large = float(weights[0, 0, 12, 12]), float(weights[0, 0, 48, 48])
+    assert small == weights[0, 0, 8, 8] and large == weights[0, 0, 38, 38]  # a 2 px ring around each
+    assert small > large > 1 and weights[0, 0, 7, 7] == 1 and weights[0, 0, 30, 30] == 1  # background
+    assert small == pytest.approx(1 + 8.0 * 4.0)  # the size ratio is capped
 
 
 def test_learning_rate_warms_up_holds_then_eases_down_to_a_tenth():
