@@ -12,6 +12,8 @@ roots (the packaged ones by default), offline. Printed, with the target next to 
   shape fitting, checked against ground truth in tests/nodes/test_world.py) reads each
   picture. Colour+shape correct >= 90 %, position word correct >= 80 %;
 - the same prompts and seeds at CFG 1.0 (no guidance): must be clearly lower;
+- the same measures on exact world pictures of the prompts after a VAE round trip (the
+  decoder's ceiling), and colour+shape per size word for all three;
 - VAE reconstruction PSNR on held-out world pictures: >= 28 dB;
 - time for one 64×64 picture, 20 steps, with CFG (median of 5): < 1 s;
 - load time of the shipped pipeline, ControlNet and depth net (first load in this process);
@@ -32,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from nodegraph.config import load_config  # noqa: E402
@@ -97,8 +100,24 @@ def generate(ctx, parts, prompts, seed, cfg, steps, chunk=48, controls=None):
 
 
 def prompt_accuracy(images, prompts) -> dict[str, float]:
+    """Shares of pictures with colour, shape, position, colour+shape right; and colour+shape
+    per size word ("small", "medium", "large")."""
     reports = [world.evaluate(images[i : i + 1], p)["accuracy"] for i, p in enumerate(prompts)]
-    return {key: statistics.mean(r[key] for r in reports) for key in ("color", "shape", "position", "color_and_shape")}
+    shares = {key: statistics.mean(r[key] for r in reports) for key in ("color", "shape", "position", "color_and_shape")}
+    for size in world.SIZES:
+        shares[size] = statistics.mean(r["color_and_shape"] for r, p in zip(reports, prompts) if f" {size} " in p)
+    return shares
+
+
+def round_trip_accuracy(vae, prompts: list[str]) -> dict[str, float]:
+    """The same measure on exact world pictures of the prompts after a VAE round trip: what
+    the decoder can show at best, whatever the UNet draws."""
+    rng = np.random.default_rng(HOLDOUT_SEED)
+    scenes = [world.scene_from_target(rng, world.parse_prompt(p)) for p in prompts]
+    pictures = world.render_batch(scenes, 64)["image"].to(vae.vae.device, vae.vae.dtype)
+    with torch.no_grad():
+        rebuilt = (vae.vae.decode(vae.vae.encode(pictures * 2 - 1).latent_dist.mean).sample.float() / 2 + 0.5).clamp(0, 1)
+    return prompt_accuracy(rebuilt.cpu(), prompts)
 
 
 def main() -> None:
@@ -132,9 +151,12 @@ def main() -> None:
     unguided = prompt_accuracy(generate(ctx, parts, prompts, args.seed, 1.0, args.steps), prompts)
     print(f"\nprompt following over {len(prompts)} pictures, {args.steps} steps "
           f"({len(world.COLORS)} colours x {len(world.SHAPES)} shapes, {len(prompts) / (len(world.COLORS) * len(world.SHAPES)):g} each):")
-    print(f"  {'':10} {'colour':>8} {'shape':>8} {'colour+shape':>13} {'position':>9}")
-    for label, acc in ((f"CFG {args.cfg:g}", guided), ("CFG 1", unguided)):
-        print(f"  {label:10} {acc['color']:8.1%} {acc['shape']:8.1%} {acc['color_and_shape']:13.1%} {acc['position']:9.1%}")
+    bound = round_trip_accuracy(parts[2], prompts)
+    print(f"  {'':16} {'colour':>8} {'shape':>8} {'colour+shape':>13} {'position':>9}   colour+shape by size: small medium large")
+    for label, acc in ((f"CFG {args.cfg:g}", guided), ("CFG 1", unguided), ("VAE round trip", bound)):
+        print(f"  {label:16} {acc['color']:8.1%} {acc['shape']:8.1%} {acc['color_and_shape']:13.1%} {acc['position']:9.1%}   "
+              f"{acc['small']:27.1%} {acc['medium']:6.1%} {acc['large']:5.1%}")
+    print("  (VAE round trip: exact world pictures of the same prompts, encoded and decoded: the decoder's ceiling)")
     print(f"  targets: colour+shape >= 90 %, position >= 80 % at CFG {args.cfg:g}; CFG 1 clearly lower "
           f"(drop: {guided['color_and_shape'] - unguided['color_and_shape']:+.1%} colour+shape, "
           f"{guided['position'] - unguided['position']:+.1%} position)")

@@ -523,7 +523,7 @@ class DenoiserResult(NamedTuple):
 @node(category="train", name="TrainDenoiser", persist=True)
 def train_denoiser(
     ctx: RunContext,
-    vae: Annotated[ModelFile, Doc("the VAE folder TrainAutoencoder wrote (its vae_path output)")],
+    vae: Annotated[ModelFile, Doc("the VAE folder TrainAutoencoder or TuneVaeDecoder wrote (its vae_path output)")],
     clip: Annotated[ModelFile, Doc("the world CLIP folder TrainWorldClip wrote: its text tower becomes the text encoder, frozen (as SD 1.5 freezes CLIP's); empty = train a fresh text encoder along with the UNet")] = "",
     seed: Annotated[Seed, Doc("model init, data, noise, timesteps, caption dropout")] = 0,
     steps: Annotated[int, Range(1, 1_000_000)] = 6000,
