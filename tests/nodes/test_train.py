@@ -419,3 +419,20 @@ def test_learning_rate_warms_up_holds_then_eases_down_to_a_tenth():
     # a longer run repeats a shorter one's steps before its own decay begins (resuming stays exact)
     assert [T._lr_at(s, base, 10, 200, 0.5) for s in range(100)] == [T._lr_at(s, base, 10, 100, 0.0) for s in range(100)]
     assert [T._lr_at(s, base, 10, steps) for s in range(steps)] == [min(1.0, (s + 1) / 10) * base for s in range(steps)]
+
+
+def test_every_training_graph_validates(roots):
+    """The graphs that reproduce the shipped models name real trainers, inputs and links."""
+    from pathlib import Path
+
+    from nodegraph.graph import load_graph
+    from nodegraph.registry import build_registry
+    from nodegraph.validate import validate
+
+    registry = build_registry()
+    folder = Path(__file__).resolve().parents[2] / "graphs" / "train"
+    graphs = sorted(folder.glob("*.json"))
+    assert len(graphs) >= 6
+    for path in graphs:
+        problems = validate(load_graph(path), registry, roots)
+        assert problems == [], (path.name, problems)
