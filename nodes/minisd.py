@@ -342,12 +342,19 @@ def _atomic_folder(final: Path, fill) -> Path:
 
 
 def save_part(module, folder: Path, dtype: str = "float32") -> None:
-    """save_pretrained as safetensors, optionally cast to fp16 (the module is not changed)."""
+    """save_pretrained as safetensors, optionally cast to fp16 (the module is not changed).
+    The folder it was loaded from (diffusers' ``_name_or_path``) is left out of the config:
+    it is a path on the training machine."""
     if dtype == "float16":
         import copy
 
         module = copy.deepcopy(module).to(torch.float16)
     module.save_pretrained(str(folder), safe_serialization=True)
+    config = Path(folder) / "config.json"
+    if config.exists():
+        data = json.loads(config.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def write_pipeline(

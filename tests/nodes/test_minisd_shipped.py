@@ -3,6 +3,7 @@ and good at what they were trained for (what benchmarks/minisd_eval.py measures 
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -33,6 +34,8 @@ def test_shipped_models_are_trained_safetensors_within_20_mb():
         folder = SHIPPED / name
         assert (folder / T.MARKER).exists(), f"{name} was not written by a trainer"
         assert not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pt"))  # safetensors only
+        for config in folder.rglob("*.json"):  # no paths of the machine that trained them
+            assert "_name_or_path" not in json.loads(config.read_text()), config
         total += minisd.folder_bytes(folder)
     assert total <= 20 * 2**20, f"{total / 2**20:.1f} MB"
 
