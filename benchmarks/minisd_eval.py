@@ -115,9 +115,7 @@ def round_trip_accuracy(vae, prompts: list[str]) -> dict[str, float]:
     rng = np.random.default_rng(HOLDOUT_SEED)
     scenes = [world.scene_from_target(rng, world.parse_prompt(p)) for p in prompts]
     pictures = world.render_batch(scenes, 64)["image"].to(vae.vae.device, vae.vae.dtype)
-    with torch.no_grad():
-        rebuilt = (vae.vae.decode(vae.vae.encode(pictures * 2 - 1).latent_dist.mean).sample.float() / 2 + 0.5).clamp(0, 1)
-    return prompt_accuracy(rebuilt.cpu(), prompts)
+    return prompt_accuracy(T.reconstruct(vae.vae, pictures).float().cpu(), prompts)
 
 
 def main() -> None:
@@ -172,10 +170,7 @@ def main() -> None:
     print(f"\none 64x64 picture, 20 steps with CFG: {statistics.median(times[1:]):.3f} s median (target < 1 s)")
 
     held_out = T.world_batch(T.HOLDOUT + HOLDOUT_SEED, 0, 256, T.pick_device())
-    vae = parts[2]
-    with torch.no_grad():
-        latent = vae.vae.encode(held_out["image"].to(vae.vae.dtype) * 2 - 1).latent_dist.mean
-        rebuilt = (vae.vae.decode(latent).sample.float() / 2 + 0.5).clamp(0, 1)
+    rebuilt = T.reconstruct(parts[2].vae, held_out["image"].to(parts[2].vae.dtype)).float()
     psnr = image_distance_value(rebuilt.cpu(), held_out["image"].cpu(), "psnr")
     print(f"VAE reconstruction on 256 held-out world pictures: PSNR {psnr:.2f} dB (target >= 28 dB)")
 
