@@ -31,12 +31,15 @@ from typing import Any, Callable
 def file_stamp(path: Path) -> str:
     """Size and modification time of a file, or of every file in a folder (with its relative
     path), hashed: enough to notice a file replaced or edited in place without reading it
-    (a model folder can hold gigabytes)."""
+    (a model folder can hold gigabytes). Model loaders key their shared models on it too."""
     path = Path(path)
-    if path.is_file():
-        entries = [("", path.stat())]
-    else:
-        entries = sorted((str(p.relative_to(path)), p.stat()) for p in path.rglob("*") if p.is_file())
+    try:
+        if path.is_file():
+            entries = [("", path.stat())]
+        else:
+            entries = sorted((str(p.relative_to(path)), p.stat()) for p in path.rglob("*") if p.is_file())
+    except OSError:  # gone or unreadable: the reader reports that itself
+        return "missing"
     text = "\n".join(f"{name}\x1e{st.st_size}\x1e{st.st_mtime_ns}" for name, st in entries)
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 

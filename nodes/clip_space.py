@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
 from nodegraph import Doc, FileInput, NodeInputError, Range, RunContext, node
-from nodegraph.cache import Codec, DiskCache, register_codec
+from nodegraph.cache import Codec, DiskCache, file_stamp, register_codec
 from nodegraph.context import atomic_write
 from nodegraph.lazy import lazy_import
 from nodegraph.types import Image, Prompt, Seed, Vae, port_type
@@ -234,16 +234,6 @@ def _unknown_model(name: str) -> NodeInputError:
     )
 
 
-def _file_stamp(path: Path) -> tuple:
-    try:
-        if path.is_dir():
-            return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in path.iterdir() if p.is_file()))
-        stat = path.stat()
-        return (stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        return ()
-
-
 def _folder_config(folder: Path) -> tuple[dict, dict, str]:
     """(model_cfg, preprocess_cfg, name) from a model folder."""
     config_path = folder / CONFIG_FILE
@@ -408,7 +398,7 @@ def load_open_clip(
     if folder is not None:
         model_cfg, preprocess_cfg, name = _folder_config(folder)
         _folder_weights(folder)  # a folder without weights is refused now, not inside the model manager
-        key = ("open_clip", "folder", str(folder), _file_stamp(folder), str(torch_dtype), str(device))
+        key = ("open_clip", "folder", str(folder), file_stamp(folder), str(torch_dtype), str(device))
 
         def load() -> OpenClipHandle:
             model, pp = read_folder_model(folder, allow_pickle)
@@ -432,7 +422,7 @@ def load_open_clip(
     elif weights_file is not None:
         if weights_file.is_dir():
             raise NodeInputError("pretrained", f"{weights_file.name} is a folder: give it as model_name instead")
-        key = ("open_clip", "file", name, str(weights_file), _file_stamp(weights_file), str(torch_dtype), str(device))
+        key = ("open_clip", "file", name, str(weights_file), file_stamp(weights_file), str(torch_dtype), str(device))
     else:
         tags = open_clip.list_pretrained_tags_by_model(name)
         if tag not in tags:

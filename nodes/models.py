@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, NamedTuple
 
 from nodegraph import Doc, NodeInputError, RunContext, node
+from nodegraph.cache import file_stamp
 from nodegraph.lazy import lazy_import
 from nodegraph.types import Clip, ControlNet, Model, ModelFile, Vae
 
@@ -251,14 +252,6 @@ def model_manager() -> ModelManager:
 
 
 # ---- reading files ------------------------------------------------------------------------
-
-
-def _file_stamp(path: Path) -> tuple:
-    try:
-        stat = path.stat()
-        return (stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        return (0, 0)
 
 
 def _check_file(path: Path, allow_pickle: bool, input_name: str) -> None:
@@ -538,11 +531,11 @@ def load_checkpoint(
                 expected="a folder with model_index.json, unet/, vae/, text_encoder/, tokenizer/",
                 got=", ".join(sorted(p.name for p in source.iterdir())[:8]) or "an empty folder",
             )
-        key = ("checkpoint", str(source), _file_stamp(source / "unet"), str(torch_dtype), str(device))
+        key = ("checkpoint", str(source), file_stamp(source), str(torch_dtype), str(device))
     else:
         _check_file(source, allow_pickle, "ckpt_name")
         config_dir = _config_folder(ctx, config, config_folder)
-        key = ("checkpoint", str(source), _file_stamp(source), str(config_dir), str(torch_dtype), str(device))
+        key = ("checkpoint", str(source), file_stamp(source), str(config_dir), str(torch_dtype), str(device))
 
     def load() -> _Parts:
         if isinstance(source, str) or source.is_dir():
@@ -608,7 +601,7 @@ def load_vae(
     torch_dtype, device = _dtype_of(dtype), pick_device()
     if isinstance(source, str):
         _hub_allowed(source, "vae_name")
-    stamp = _file_stamp(source) if isinstance(source, Path) else ()
+    stamp = file_stamp(source) if isinstance(source, Path) else ()
     key = ("vae", str(source), stamp, config, config_folder, str(torch_dtype), str(device))
 
     def load() -> VaeHandle:
@@ -646,7 +639,7 @@ def load_text_encoder(
     torch_dtype, device = _dtype_of(dtype), pick_device()
     if isinstance(source, str):
         _hub_allowed(source, "clip_name")
-    key = ("clip", str(source), _file_stamp(source) if isinstance(source, Path) else (), str(torch_dtype), str(device))
+    key = ("clip", str(source), file_stamp(source) if isinstance(source, Path) else (), str(torch_dtype), str(device))
 
     def load() -> ClipHandle:
         if isinstance(source, Path) and (source / "config.json").exists() and not (source / "text_encoder").is_dir():
@@ -684,7 +677,7 @@ def load_controlnet(
             expected="a diffusers ControlNet folder",
             got=source.name,
         )
-    key = ("controlnet", str(source), _file_stamp(source) if isinstance(source, Path) else (), str(torch_dtype), str(device))
+    key = ("controlnet", str(source), file_stamp(source) if isinstance(source, Path) else (), str(torch_dtype), str(device))
 
     def load() -> ControlNetHandle:
         model = diffusers.ControlNetModel.from_pretrained(
