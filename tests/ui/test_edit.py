@@ -265,3 +265,33 @@ def test_packaged_lesson_path_opens_as_a_lesson():
     from nodegraph.ui.app import _lesson_number
 
     assert _lesson_number(load_lesson(1).path) == 1
+
+
+async def test_edit_inputs_key_focuses_the_first_value_field_not_a_button(builtin_registry, ui_roots):
+    """Lesson 1, #4 BlendImages: its first two inputs are linked (disconnect buttons), so `i`
+    must land on `factor`; an Enter right after must not break the graph."""
+    app = NodegraphApp(registry=builtin_registry, roots=ui_roots, lesson=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "4")
+        links = dict(graph_of(app).nodes["4"].links())
+        await pilot.press("i")
+        await settle(pilot)
+        focused = app.screen.focused
+        assert isinstance(focused, NumberInput) and focused.id == "in-factor"
+        assert app.main_screen.query_one("#tabs").active == "tab-node"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert dict(graph_of(app).nodes["4"].links()) == links
+
+
+async def test_edit_inputs_key_falls_back_to_a_button_when_every_input_is_linked(example_graph, builtin_registry, ui_roots):
+    app = app_for(example_graph, builtin_registry, ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "6")  # SaveImage: image (linked) and filename_prefix (a value)
+        await pilot.press("i")
+        await settle(pilot)
+        assert app.screen.focused.id == "in-filename_prefix"
+        await select(pilot, "4")  # one input, linked: its buttons are all there is
+        await pilot.press("i")
+        await settle(pilot)
+        assert app.screen.focused.id == "disconnect-image"

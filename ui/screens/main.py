@@ -758,11 +758,13 @@ class MainScreen(Screen):
         tabs.active = "tab-lesson" if tabs.active == "tab-node" else "tab-node"
 
     def action_focus_inspector(self) -> None:
+        """Focus the first value field (ids `in-<input>`); the row buttons (disconnect, link…)
+        only when the node has no value field, so an Enter after `i` never unlinks anything."""
         self.query_one("#tabs", TabbedContent).active = "tab-node"
-        for widget in self.inspector.query("*"):
-            if widget.focusable:
-                widget.focus()
-                return
+        focusable = [widget for widget in self.inspector.query("*") if widget.focusable]
+        fields = [widget for widget in focusable if (widget.id or "").startswith("in-")]
+        if fields or focusable:
+            (fields or focusable)[0].focus()
 
     def action_focus_graph(self) -> None:
         self.graph_view.focus()
