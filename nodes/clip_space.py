@@ -24,10 +24,12 @@ that one idea used in different ways:
 
       PredictNoise → CFGCombine → ClipGuidance → SchedulerStep
 
-Loading (**OpenClipLoader**): ``model_name`` is an open_clip architecture (``ViT-B-32``;
-``open_clip.list_models()`` lists them) or a folder under the model roots holding an
+Loading (**OpenClipLoader**): ``model_name`` is the shipped world CLIP ``minisd-clip`` (the
+default, offline), an open_clip architecture (``ViT-B-32``; ``open_clip.list_models()``
+lists them) or any other folder under the model roots holding an
 open_clip config JSON (``open_clip_config.json`` as on the Hugging Face Hub, or a bare
-architecture JSON) and a ``.safetensors`` state dict. ``pretrained`` is a tag downloaded
+architecture JSON), a ``.safetensors`` state dict and, for a Hugging Face tokenizer, its
+files (``tokenizer.json``, ``tokenizer_config.json``). ``pretrained`` is a tag downloaded
 when online (``laion2b_s34b_b79k`` for ViT-B-32, ``openai``), a weights file under the model
 roots, or ``none`` (random weights, for experiments only). :func:`save_open_clip_folder`
 writes a model in the folder layout, which both this loader and
@@ -211,19 +213,26 @@ def _open_clip():
 
 
 def _close_names(name: str, known: list[str]) -> list[str]:
-    close = difflib.get_close_matches(name, known, n=6, cutoff=0.5)
-    if not close:
-        lowered = name.lower()
-        close = [k for k in known if lowered in k.lower() or k.lower() in lowered][:6]
-    if not close:  # compare without the punctuation that differs most (ViT_B/32 vs ViT-B-32)
-        squash = lambda s: "".join(ch for ch in s.lower() if ch.isalnum())  # noqa: E731
-        by_squash = {squash(k): k for k in known}
-        close = [by_squash[m] for m in difflib.get_close_matches(squash(name), list(by_squash), n=6, cutoff=0.5)]
-    return close
+    """Up to six names like `name`: first those equal or close once case and punctuation are
+    ignored (vit_b_32 → ViT-B-32), then close spellings, then names that contain it."""
+    squash = lambda s: "".join(ch for ch in s.lower() if ch.isalnum())  # noqa: E731
+    by_squash: dict[str, str] = {}
+    for k in known:
+        by_squash.setdefault(squash(k), k)
+    by_lower = {k.lower(): k for k in known}
+    ranked = [by_squash[m] for m in difflib.get_close_matches(squash(name), list(by_squash), n=6, cutoff=0.75)]
+    ranked += [by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=6, cutoff=0.5)]
+    ranked += [k for k in known if name.lower() in k.lower()]
+    return list(dict.fromkeys(ranked))[:6]
 
 
-def _unknown_model(name: str) -> NodeInputError:
-    known = _open_clip().list_models()
+def local_model_folders(ctx: RunContext) -> list[str]:
+    """Names of the open_clip folders under the model roots (the shipped world CLIP among them)."""
+    return sorted({p.parent.name for root in ctx.roots.models if root.is_dir() for p in root.glob(f"*/{CONFIG_FILE}")})
+
+
+def _unknown_model(name: str, ctx: RunContext) -> NodeInputError:
+    known = local_model_folders(ctx) + _open_clip().list_models()
     close = _close_names(name, known)
     hint = ("close names: " + ", ".join(close)) if close else f"none close; {len(known)} names in open_clip.list_models()"
     return NodeInputError(
@@ -362,11 +371,14 @@ def _tokenizer_for(model_cfg: dict, name: str, folder: Path | None = None) -> An
     open_clip = _open_clip()
     text_cfg = model_cfg.get("text_cfg", {})
     if "hf_tokenizer_name" in text_cfg:
-        local = folder / text_cfg["hf_tokenizer_name"] if folder is not None else None
-        if local is not None and local.is_dir():  # tokenizer files shipped inside the model folder (the world CLIP)
-            from open_clip.tokenizer import HFTokenizer
+        # tokenizer files inside the model folder (the world CLIP; a Hub repo saved to disk)
+        # are read from there, as open_clip's "local-dir:" loading does; else by name
+        places = (folder / text_cfg["hf_tokenizer_name"], folder) if folder is not None else ()
+        for local in places:
+            if (local / "tokenizer_config.json").is_file():
+                from open_clip.tokenizer import HFTokenizer
 
-            return HFTokenizer(str(local), context_length=int(text_cfg.get("context_length", 77)))
+                return HFTokenizer(str(local), context_length=int(text_cfg.get("context_length", 77)))
         return open_clip.get_tokenizer(name)  # needs the tokenizer files (online or in the HF cache)
     return open_clip.SimpleTokenizer(context_length=int(text_cfg.get("context_length", 77)))
 
@@ -409,7 +421,7 @@ def load_open_clip(
     name = model_name.replace("/", "-")
     model_cfg = open_clip.get_model_config(name) if name else None
     if model_cfg is None:
-        raise _unknown_model(model_name)
+        raise _unknown_model(model_name, ctx)
     tag = (pretrained or "none").strip()
     weights_file: Path | None = None
     if tag.lower() not in ("none", ""):
@@ -487,8 +499,8 @@ def save_open_clip_folder(model: Any, config: dict, folder: str | Path) -> Path:
 @node(category="clip", name="OpenClipLoader")
 def open_clip_loader(
     ctx: RunContext,
-    model_name: Annotated[str, Doc("open_clip architecture (ViT-B-32) or a folder under the model roots (open_clip_config.json + .safetensors)")] = "ViT-B-32",
-    pretrained: Annotated[str, Doc("tag to download when online (laion2b_s34b_b79k, openai), a weights file under the model roots, or 'none' (random, seeded)")] = "laion2b_s34b_b79k",
+    model_name: Annotated[str, Doc("a folder under the model roots (open_clip_config.json + .safetensors; minisd-clip, the world CLIP, ships with nodegraph) or an open_clip architecture (ViT-B-32 when online)")] = "minisd-clip",
+    pretrained: Annotated[str, Doc("for an architecture: tag to download when online (laion2b_s34b_b79k, openai), a weights file under the model roots, or 'none' (random, seeded); unused for a folder")] = "none",
     dtype: Annotated[DtypeName, Doc("auto = fp16 on CUDA, fp32 on CPU/MPS")] = "auto",
     allow_pickle: Annotated[bool, Doc("allow .bin/.pt/.pth weights, which can run code when loaded")] = False,
 ) -> OpenClip:

@@ -268,8 +268,9 @@ def world_clip_config(tokenizer) -> dict:
             "layers": text["num_hidden_layers"],
             "pad_id": tokenizer.pad_token_id,
             "eos_id": tokenizer.eos_token_id,
-            # the tokenizer files sit in the model folder's "tokenizer" sub-folder
-            "hf_tokenizer_name": "tokenizer",
+            # the tokenizer files sit in the model folder itself, where open_clip's
+            # create_model / get_tokenizer("local-dir:<folder>") look for them
+            "hf_tokenizer_name": ".",
         },
     }
 

@@ -158,8 +158,16 @@ def test_unknown_model_name_lists_close_names(ctx):
         C.open_clip_loader(ctx=ctx, model_name="ViT-B-23", pretrained="none")
     message = str(err.value)
     assert err.value.input == "model_name" and "close names" in message and "ViT-B-32" in message
-    with pytest.raises(NodeInputError, match="ViT-B-16"):
+    with pytest.raises(NodeInputError, match="close names: ViT-B-16"):
         C.open_clip_loader(ctx=ctx, model_name="vit_b_16", pretrained="none")
+    with pytest.raises(NodeInputError, match="close names: ViT-L-14"):
+        C.open_clip_loader(ctx=ctx, model_name="vit-l-14", pretrained="none")
+
+
+def test_a_misspelt_folder_name_suggests_the_folder(ctx, model_root, tiny_open_clip):
+    """Folders under the model roots count as known names too (the shipped world CLIP is one)."""
+    with pytest.raises(NodeInputError, match="close names: tiny-clip"):
+        C.open_clip_loader(ctx=ctx, model_name="tiny-clp")
 
 
 def test_unknown_tag_lists_tags_and_offline_tag_is_a_clear_error(ctx, monkeypatch):

@@ -119,6 +119,13 @@ def test_world_clip_steps_reduce_the_loss_and_write_a_folder_openclip_loader_rea
     vectors = handle.encode_texts(["a red circle", "a blue star"])
     assert torch.allclose(vectors.norm(dim=-1), torch.ones(2), atol=1e-5)
     assert handle.image_size == (64, 64)
+    # open_clip's own loaders read the folder as it is: weights, config and tokenizer
+    import open_clip
+
+    model = open_clip.create_model(f"local-dir:{folder}")
+    assert torch.equal(model.state_dict()["text_projection"], handle.model.state_dict()["text_projection"].float())
+    theirs = open_clip.get_tokenizer(f"local-dir:{folder}")(["a red circle"])
+    assert theirs.tolist() == handle.tokenizer(["a red circle"]).tolist()
 
 
 def test_world_pictures_are_drawn_once_and_single_objects_get_short_captions(tmp_path):
