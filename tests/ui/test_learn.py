@@ -8,7 +8,8 @@ from nodegraph.ui.recent import load_recent
 from nodegraph.ui.screens.help import HelpScreen
 from nodegraph.ui.screens.open_file import OpenFileScreen
 from nodegraph.ui.screens.picker import PickerScreen
-from textual.widgets import Input, Markdown
+from textual.widgets import Footer, Input, Markdown
+from textual.widgets._footer import FooterKey
 
 from .helpers import finish_run, settle, text_of
 
@@ -133,3 +134,25 @@ async def test_graph_drawing_shows_every_node_from_the_final_ones_back(builtin_r
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, DrawingScreen)
+
+
+async def test_footer_fits_120_columns_and_shows_the_main_keys(builtin_registry, ui_roots):
+    """At 120 columns nothing in the key bar is cut off, and the keys a learner needs first
+    (run, edit inputs, save, lessons, help, quit) are in it; the rest stay in help (?)."""
+    app = NodegraphApp(registry=builtin_registry, roots=ui_roots, lesson=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, 3)
+        footer = app.screen.query_one(Footer)
+        assert footer.virtual_size.width <= footer.size.width
+        palette = next(key for key in footer.query(FooterKey) if key.action == "command_palette")
+        shown = {}
+        for key in footer.query(FooterKey):
+            if key is not palette:
+                assert key.region.right <= palette.region.x, f"{key.key_display} {key.description} is hidden"
+                shown[key.action] = f"{key.key_display} {key.description}"
+        assert shown["run"] == "r Run"
+        assert shown["focus_inspector"] == "i Edit inputs"
+        assert shown["save"] == "^s Save"
+        assert shown["lessons"] == "l Lessons"
+        assert shown["help"] == "? Help"
+        assert shown["quit"].endswith(" Quit")

@@ -60,14 +60,17 @@ PROGRESS_INTERVAL = 0.05  # seconds between forwarded step events
 
 
 class MainScreen(Screen):
+    # The footer shows the keys a learner needs first and must fit 120 columns (the ^p
+    # palette key takes 12 of them); every key, shown or not, is in help (?) and the palette.
     BINDINGS = [
         Binding("r", "run", "Run"),
-        Binding("R,shift+r", "run_until", "Run to here"),
-        Binding("escape", "cancel", "Cancel run / back to graph"),
+        Binding("R,shift+r", "run_until", "Run to here", show=False),
+        Binding("escape", "cancel", "Cancel run"),
+        Binding("i", "focus_inspector", "Edit inputs"),
         Binding("a", "add_node", "Add node"),
-        Binding("c", "connect", "Connect"),
-        Binding("x", "disconnect", "Disconnect"),
-        Binding("d,delete", "delete_node", "Delete"),
+        Binding("c", "connect", "Connect", show=False),
+        Binding("x", "disconnect", "Disconnect", show=False),
+        Binding("d,delete", "delete_node", "Delete", show=False),
         Binding("t", "rename", "Rename (title)", show=False),
         Binding("u,ctrl+z", "undo", "Undo"),
         Binding("U,ctrl+y", "redo", "Redo", show=False),
@@ -81,7 +84,6 @@ class MainScreen(Screen):
         Binding("m", "toggle_notes", "Notes / node", show=False),
         Binding("v", "play", "Play frames", show=False),
         Binding("D", "drawing", "Draw the graph", show=False),
-        Binding("i", "focus_inspector", "Edit inputs", show=False),
         Binding("g", "focus_graph", "Back to graph", show=False),
         Binding("question_mark,f1", "help", "Help"),
     ]
@@ -782,7 +784,7 @@ class MainScreen(Screen):
 NUMBER_KEYS = [
     Binding("plus,up", "", "step up (clamped to the range)"),
     Binding("minus,down", "", "step down"),
-    Binding("enter", "", "apply the value (tab or escape also apply)"),
+    Binding("enter", "", "apply the value (tab also applies; escape applies and goes back to the graph)"),
 ]
 
 
