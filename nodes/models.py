@@ -372,10 +372,11 @@ def sd_clip_tokenizer():
     merges = [tuple(m.split()) for m in merges]
     vocab = list(oct_.bytes_to_unicode().values())
     vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
-    folder = Path(tempfile.mkdtemp(prefix="nodegraph-clip-tok-"))
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
-    _SD_TOKENIZER = transformers.CLIPTokenizer.from_pretrained(str(folder), model_max_length=77)
+    with tempfile.TemporaryDirectory(prefix="nodegraph-clip-tok-") as scratch:  # read once, then gone
+        folder = Path(scratch)
+        (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}), encoding="utf-8")
+        (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
+        _SD_TOKENIZER = transformers.CLIPTokenizer.from_pretrained(str(folder), model_max_length=77)
     return _SD_TOKENIZER
 
 

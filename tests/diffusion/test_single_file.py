@@ -36,16 +36,21 @@ def test_single_file_matches_diffusers_folder(ctx, sd_roots):
     assert torch.equal(picture(model, clip, vae), picture(folder_model, folder_clip, folder_vae))
 
 
-def test_shipped_sd15_config_and_tokenizer():
+def test_shipped_sd15_config_and_tokenizer(tmp_path, monkeypatch):
     import json
+    import tempfile
 
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
+    from nodegraph.nodes import models
     from nodegraph.nodes.models import CONFIG_ROOT, sd_clip_tokenizer
 
+    monkeypatch.setattr(models, "_SD_TOKENIZER", None)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where its scratch files go
     tok = sd_clip_tokenizer()
     assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert list(tmp_path.iterdir()) == []  # the vocab files it was built from are gone
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(json.loads((CONFIG_ROOT / "sd15/unet/config.json").read_text()))
         vae = AutoencoderKL.from_config(json.loads((CONFIG_ROOT / "sd15/vae/config.json").read_text()))
