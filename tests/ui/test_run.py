@@ -52,6 +52,28 @@ async def test_run_to_completion_lists_files_and_previews(example_graph, builtin
         assert screen.last_result.plan == ["1", "2"]
 
 
+async def test_ctrl_r_runs_from_a_value_field_with_the_typed_value(example_graph, builtin_registry, ui_roots):
+    """r types into a field; ctrl+r runs from anywhere, and what was typed is applied first."""
+    import torch
+
+    app = NodegraphApp(example_graph, registry=builtin_registry, roots=ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await select(pilot, "5")
+        factor = app.screen.query_one("#in-factor", NumberInput)
+        factor.focus()
+        factor.value = ""
+        await pilot.press("0")  # typed, not applied with enter
+        await pilot.press("ctrl+r")
+        await finish_run(pilot)
+        screen = app.main_screen
+        assert screen.focused is factor
+        assert screen.last_result is not None and screen.last_result.status == "ok"
+        assert screen.document.graph.nodes["5"].inputs["factor"] == 0.0
+        blend = screen.executor.outputs_of(screen.last_result, "5")["image"]
+        assert torch.equal(blend, screen.executor.outputs_of(screen.last_result, "4")["image"])  # factor 0: all A
+        assert set(screen.graph_view.statuses.values()) == {"done"}
+
+
 async def test_error_is_shown_on_the_failed_node_naming_the_input(example_graph, builtin_registry, ui_roots):
     app = NodegraphApp(example_graph, registry=builtin_registry, roots=ui_roots)
     async with app.run_test(size=SIZE) as pilot:

@@ -64,6 +64,7 @@ class MainScreen(Screen):
     # palette key takes 12 of them); every key, shown or not, is in help (?) and the palette.
     BINDINGS = [
         Binding("r", "run", "Run"),
+        Binding("ctrl+r", "run", "Run (in a field too)", priority=True),
         Binding("R,shift+r", "run_until", "Run to here", show=False),
         Binding("escape", "cancel", "Cancel run"),
         Binding("i", "focus_inspector", "Edit inputs"),
@@ -255,6 +256,11 @@ class MainScreen(Screen):
 
     # -- running ----------------------------------------------------------------------------------------
     def action_run(self) -> None:
+        """r, or ctrl+r from anywhere: a value still being typed is applied first, as enter would."""
+        row = self.inspector.focused_row()
+        if row is not None and not self.running and not self.inspector.commit(row, deliver=self._edited):
+            self.notify("fix the refused value first (its reason is under it)", severity="warning")
+            return
         self.start_run(None)
 
     def action_run_until(self) -> None:
@@ -447,7 +453,7 @@ class MainScreen(Screen):
                 if preview.show_value(outputs[output_name], type_name, caption):
                     return
         if self._picture_outputs(node_id):
-            preview.show_pil(None, f"{label}: run the graph (r) to see its picture")
+            preview.show_pil(None, f"{label}: run the graph (r, or ctrl+r from a field) to see its picture")
         else:
             preview.show_pil(None, f"{label}: no picture output")
 

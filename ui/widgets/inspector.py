@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import on
@@ -195,8 +195,11 @@ class Inspector(VerticalScroll):
             rows.first(InputRow).refuse(reason)
 
     # -- committing values -----------------------------------------------------------------------
-    def commit(self, row: InputRow, value: Any = _UNSET) -> bool:
-        """Check the row's value and send it on; refuse it in place when it is wrong."""
+    def commit(self, row: InputRow, value: Any = _UNSET, deliver: Callable[[InputEdited], Any] | None = None) -> bool:
+        """Check the row's value and send it on; refuse it in place when it is wrong.
+
+        The edit leaves as a message, handled later; `deliver` hands it over at once instead
+        (the run key applies a value still being typed before it copies the graph)."""
         if value is _UNSET:
             value, reason = row.read()
             if value is _UNSET:
@@ -210,7 +213,7 @@ class Inspector(VerticalScroll):
             return False
         if value != row.value or type(value) is not type(row.value):
             row.value = value
-            self.post_message(InputEdited(row.node_id, row.spec.name, value))
+            (deliver or self.post_message)(InputEdited(row.node_id, row.spec.name, value))
         return True
 
     def reason(self, spec: InputSpec, value: Any) -> str | None:

@@ -34,7 +34,7 @@ class LessonPanel(VerticalScroll):
         """results: list of CheckResult, an exception from run_checks, or None (not run yet)."""
         text = Text()
         if results is None:
-            text.append("Checks: run the lesson (r) to see them.", "dim")
+            text.append("Checks: run the lesson (r, or ctrl+r from a field) to see them.", "dim")
         elif isinstance(results, Exception):
             text.append(f"Checks could not run: {results}", "bold red")
         else:

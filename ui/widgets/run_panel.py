@@ -13,7 +13,7 @@ from textual.widgets import ProgressBar, Static
 
 class RunPanel(Vertical):
     def compose(self) -> ComposeResult:
-        yield Static("Press r to run the graph, R to run up to the selected node.", id="run-status")
+        yield Static("Press r to run the graph (ctrl+r from a value field), R to run up to the selected node.", id="run-status")
         yield ProgressBar(total=1, show_eta=False, id="run-progress")  # 0%: an idle bar never animates
         yield Static("", id="run-files")
 
