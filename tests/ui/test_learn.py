@@ -156,3 +156,23 @@ async def test_footer_fits_120_columns_and_shows_the_main_keys(builtin_registry,
         assert shown["lessons"] == "l Lessons"
         assert shown["help"] == "? Help"
         assert shown["quit"].endswith(" Quit")
+
+
+async def test_lesson_tab_says_how_to_reach_the_inspector(builtin_registry, ui_roots):
+    """The Lesson tab hides the inspector: its head names the keys that bring it back."""
+    app = NodegraphApp(registry=builtin_registry, roots=ui_roots, lesson=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main_screen
+        tabs = screen.query_one("#tabs")
+        assert tabs.active == "tab-lesson"
+        head = text_of(screen.query_one("#lesson-head"))
+        assert "i: edit the selected node" in head and "m: node / notes" in head
+        await pilot.press("down")
+        await pilot.press("i")
+        await settle(pilot)
+        assert tabs.active == "tab-node" and screen.focused.id == "in-width"  # #2 ResizeImage
+        await pilot.press("escape", "m")
+        assert tabs.active == "tab-lesson"
+        await pilot.press("m")
+        assert tabs.active == "tab-node"

@@ -25,6 +25,7 @@ class LessonPanel(VerticalScroll):
         if new_nodes:
             head.append("New in this step: ", "bold green")
             head.append(", ".join(f"#{n}" for n in new_nodes) + " (✚ in the graph)\n", "green")
+        head.append("i: edit the selected node · m: node / notes\n", "dim")  # this tab hides the inspector
         head.append("n / p: next / previous lesson", "dim")
         self.query_one("#lesson-head", Static).update(head)
         self.query_one("#lesson-notes", Markdown).update(lesson.notes())
