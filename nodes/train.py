@@ -256,12 +256,12 @@ def image_gradients(x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
 # ---- the autoencoder ------------------------------------------------------------------------
 
 
-def autoencoder_loss(vae, images: "torch.Tensor", generator, kl_weight: float, edge_weight: float) -> "torch.Tensor":
+def autoencoder_loss(vae, images: "torch.Tensor", generator, kl_weight: float, edge_weight: float, pixel_weight=None) -> "torch.Tensor":
     """Reconstruction loss (see reconstruction_loss) + kl_weight·KL of the latent distribution."""
     x = images * 2 - 1
     posterior = vae.encode(x).latent_dist
     z = posterior.sample(generator=generator)
-    loss = reconstruction_loss(vae.decode(z).sample, x, edge_weight)
+    loss = reconstruction_loss(vae.decode(z).sample, x, edge_weight, pixel_weight)
     if kl_weight > 0:
         loss = loss + kl_weight * posterior.kl().mean() / x[0].numel()
     return loss
@@ -318,6 +318,8 @@ def train_autoencoder(
     learning_rate: Annotated[float, Range(1e-6, 1e-1)] = 1e-3,
     kl_weight: Annotated[float, Range(0.0, 1.0), Doc("weight of the KL term (per latent value): SD uses ~1e-6")] = 1e-6,
     edge_weight: Annotated[float, Range(0.0, 10.0), Doc("weight of the edge (image-gradient) loss; 0 = off")] = 0.5,
+    object_weight: Annotated[float, Range(0.0, 100.0), Doc("extra weight of the pixels on and around objects, as in TuneVaeDecoder; 0 = plain MSE")] = 0.0,
+    lr_decay: Annotated[float, Range(0.0, 1.0), Doc("share of the last steps over which the learning rate eases down to a tenth; 0 = constant")] = 0.0,
     checkpoint_every: Annotated[int, Range(1, 100_000)] = 100,
     name: Annotated[str, Doc("folder written under the first model root")] = "minisd-vae",
 ) -> AutoencoderResult:
@@ -330,8 +332,9 @@ def train_autoencoder(
     held_out = holdout_images(seed, 16, device)
 
     def step_fn(step: int) -> float:
-        images = world_batch(seed, step, batch_size, device)["image"]
-        loss = autoencoder_loss(vae, images, step_generator(seed, step), kl_weight, edge_weight)
+        batch = world_batch(seed, step, batch_size, device)
+        weights = object_weights(batch["masks"].to(device), object_weight) if object_weight > 0 else None
+        loss = autoencoder_loss(vae, batch["image"], step_generator(seed, step), kl_weight, edge_weight, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -346,15 +349,16 @@ def train_autoencoder(
     losses = run_training(
         ctx, steps=steps, checkpoint_every=checkpoint_every, modules={"vae": vae}, optimizer=optimizer,
         learning_rate=learning_rate, warmup=min(100, steps // 10 + 1), step_fn=step_fn, preview_fn=preview, label="VAE ",
+        decay_fraction=lr_decay,
     )
     vae.eval()
     score = psnr(reconstruct(vae, held_out), held_out)
-    spread = latent_std(vae, held_out)
+    spread, kept = latent_std(vae, held_out), shapes_kept(vae, seed, 96, device)
     vae.register_to_config(scaling_factor=round(1.0 / max(spread, 1e-6), 5))
-    facts = {"trainer": "TrainAutoencoder", "seed": seed, "steps": steps, "batch_size": batch_size,
-             "psnr_db": round(score, 3), "latent_std": spread, "final_loss": losses[-1] if losses else None}
+    facts = {"trainer": "TrainAutoencoder", "seed": seed, "steps": steps, "batch_size": batch_size, "object_weight": object_weight,
+             "lr_decay": lr_decay, "psnr_db": round(score, 3), "shapes_kept": round(kept, 4), "latent_std": spread, "final_loss": losses[-1] if losses else None}
     path = publish(ctx, name, lambda d: minisd.save_part(vae, d), facts)
-    plot = plot_losses(losses, ctx.output_path(f"train/{name}_loss.png"), f"TrainAutoencoder: PSNR {score:.2f} dB")
+    plot = plot_losses(losses, ctx.output_path(f"train/{name}_loss.png"), f"TrainAutoencoder: PSNR {score:.2f} dB, shapes kept {kept:.0%}")
     ctx.wrote(plot)
     return AutoencoderResult(path, str(plot), round(score, 4))
 

@@ -127,7 +127,8 @@ def test_cancelled_training_resumes_from_checkpoint_with_identical_result(tmp_pa
         base = tmp_path / name
         return Roots(inputs=[], outputs=base / "out", models=[base / "models"], cache=base / "cache")
 
-    kwargs = dict(seed=5, steps=4, batch_size=1, learning_rate=2e-3, checkpoint_every=2, name="v")
+    # object weights and a decaying rate too: what MiniSD's VAE is trained with
+    kwargs = dict(seed=5, steps=4, batch_size=1, learning_rate=2e-3, object_weight=8.0, lr_decay=0.5, checkpoint_every=2, name="v")
     straight_roots = roots_in("straight")
     straight = T.train_autoencoder(make_ctx(straight_roots, "s"), **kwargs)
 
