@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .context import publish_mode
+
 # ---- files named by inputs -------------------------------------------------------------
 
 
@@ -190,6 +192,7 @@ class DiskCache:
             (staging / "manifest.json").write_text(json.dumps(manifest))
             if final.exists():
                 shutil.rmtree(final)
+            publish_mode(staging, final)  # mkdtemp made it 0700
             os.replace(staging, final)
             return True
         except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -160,6 +161,28 @@ class RunContext:
             raise NodeInputError(input_name, str(exc)) from None
 
 
+def _read_umask() -> int:
+    """The process umask. os.umask can only be read by setting it, so set and restore at
+    once, here at import, before any thread of ours writes a file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
+def publish_mode(tmp: str | Path, path: str | Path) -> None:
+    """Give `tmp` (about to be renamed to `path`) the permissions `path` has now, or, when
+    it is new, those open() / mkdir() would give it: mkstemp makes 0600 files and mkdtemp
+    0700 folders, which a rename would otherwise carry over to the user's files."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = (0o777 if os.path.isdir(tmp) else 0o666) & ~UMASK
+    os.chmod(tmp, mode)
+
+
 @contextmanager
 def atomic_write(path: Path, mode: str = "wb") -> Iterator[Any]:
     """Write to a temporary file beside `path` and rename it into place only on success,
@@ -169,6 +192,7 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator[Any]:
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
+        publish_mode(tmp_name, path)
         os.replace(tmp_name, path)
     except BaseException:
         try:
@@ -189,6 +213,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise OSError(f"nothing was written for {path.name}")
+        publish_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

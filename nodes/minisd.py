@@ -45,6 +45,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from nodegraph.context import publish_mode
 from nodegraph.lazy import lazy_import
 
 from . import world
@@ -328,6 +329,7 @@ def _atomic_folder(final: Path, fill) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         fill(staging)
+        publish_mode(staging, final)  # mkdtemp made it 0700; a retrained folder keeps its mode
         old = None
         if final.exists():
             old = final.parent / f".{final.name}.old-{os.getpid()}"

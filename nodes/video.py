@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal, NamedTuple
 
 from nodegraph import Doc, NodeInputError, Range, RunContext, atomic_path, atomic_write, node
+from nodegraph.context import publish_mode
 from nodegraph.frames import FrameStream
 from nodegraph.lazy import lazy_import
 from nodegraph.types import FileInput, Frames, Image, OutputFile
@@ -333,9 +334,11 @@ def save_frames(
             raise NodeInputError("frames", "there are no frames to save", expected="at least one frame", got="0")
         ctx.check_cancelled()
         if not target.exists():
+            publish_mode(tmp, target)  # mkdtemp made it 0700
             os.replace(tmp, target)
         else:
             for name in names:
+                publish_mode(tmp / name, target / name)  # a frame written over keeps its mode
                 os.replace(tmp / name, target / name)
             tmp.rmdir()
     except BaseException:
