@@ -124,6 +124,9 @@ async def test_graph_drawing_shows_every_node_from_the_final_ones_back(builtin_r
         await pilot.press("D")
         await settle(pilot)
         assert isinstance(app.screen, DrawingScreen)
+        box = app.screen.query_one("#help").region  # centred on an opaque screen, as help is
+        assert abs(box.x - (SIZE[0] - box.right)) <= 1 and abs(box.y - (SIZE[1] - box.bottom)) <= 1
+        assert app.screen.styles.background.a == 1
         drawn = "\n".join(line.text for line in app.screen.query_one("#drawing").render_lines(Region(0, 0, 118, 60)))
         graph = app.main_screen.document.graph
         for node_id in graph.nodes:
