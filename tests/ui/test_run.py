@@ -74,6 +74,37 @@ async def test_ctrl_r_runs_from_a_value_field_with_the_typed_value(example_graph
         assert set(screen.graph_view.statuses.values()) == {"done"}
 
 
+async def test_many_written_files_end_with_how_many_more_are_in_the_log(builtin_registry, ui_roots, tmp_path, monkeypatch):
+    """#run-files has room for 3 lines under its header: past that, the last says how many
+    more there are, and the Log tab lists every one."""
+    from nodegraph.graph import Graph, save_graph
+    from textual.widgets import RichLog
+
+    monkeypatch.chdir(tmp_path)  # paths are shown relative to the working directory
+    graph = Graph.model_validate({"format": "nodegraph/1", "nodes": {
+        "1": {"type": "WorldMovingScene", "inputs": {"seed": 3, "frames": 6, "size": 16, "n_objects": 1}},
+        "2": {"type": "SaveFrames", "inputs": {"frames": {"from": ["1", "frames"]}, "folder": "seq"}},
+    }})
+    app = NodegraphApp(save_graph(graph, tmp_path / "frames.json"), registry=builtin_registry, roots=ui_roots)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("r")
+        await finish_run(pilot)
+        screen = app.main_screen
+        written = screen.last_result.files
+        assert len(written) == 6
+        files = screen.query_one("#run-files")
+        lines = text_of(files).splitlines()
+        assert lines[0] == "wrote 6 file(s):"
+        assert [line.strip() for line in lines[1:3]] == ["output/seq/frame_00000.png", "output/seq/frame_00001.png"]
+        assert lines[3].strip() == "… 4 more (see the Log tab)"
+        assert len(lines) == 4 and files.region.height == 4  # every line on screen
+        screen.query_one("#tabs").active = "tab-log"  # the log draws what it was sent once shown
+        await settle(pilot)
+        log = "".join(line.text for line in screen.query_one("#log", RichLog).lines)  # long lines are folded
+        assert all(f"wrote {path}" in log for path in written)
+
+
 async def test_error_is_shown_on_the_failed_node_naming_the_input(example_graph, builtin_registry, ui_roots):
     app = NodegraphApp(example_graph, registry=builtin_registry, roots=ui_roots)
     async with app.run_test(size=SIZE) as pilot:

@@ -13,7 +13,7 @@ from textual.widgets import ProgressBar, Static
 
 class RunPanel(Vertical):
     def compose(self) -> ComposeResult:
-        yield Static("Press r to run the graph (ctrl+r from a value field), R to run up to the selected node.", id="run-status")
+        yield Static("r runs the graph (ctrl+r from a value field), R runs up to the selected node.", id="run-status")
         yield ProgressBar(total=1, show_eta=False, id="run-progress")  # 0%: an idle bar never animates
         yield Static("", id="run-files")
 
@@ -24,12 +24,20 @@ class RunPanel(Vertical):
         self.query_one("#run-progress", ProgressBar).update(total=total, progress=step)
 
     def files(self, paths: list[Path]) -> None:
+        """The header and up to FILE_LINES lines under it (#run-files' max-height, in
+        app.tcss): with more files, the last line says how many more the Log tab lists."""
         text = Text()
         if paths:
-            text.append(f"wrote {len(paths)} file(s):\n", "bold")
-            for path in paths:
-                text.append(f"  {shown(path)}\n", "green")
+            text.append(f"wrote {len(paths)} file(s):", "bold")
+            listed = paths if len(paths) <= FILE_LINES else paths[: FILE_LINES - 1]
+            for path in listed:
+                text.append(f"\n  {shown(path)}", "green")
+            if len(listed) < len(paths):
+                text.append(f"\n  … {len(paths) - len(listed)} more (see the Log tab)", "dim")
         self.query_one("#run-files", Static).update(text)
+
+
+FILE_LINES = 3  # lines for paths under the header: #run-files has max-height 4
 
 
 def shown(path: Path) -> str:
