@@ -453,7 +453,7 @@ class MainScreen(Screen):
                 if preview.show_value(outputs[output_name], type_name, caption):
                     return
         if self._picture_outputs(node_id):
-            preview.show_pil(None, f"{label}: run the graph (r, or ctrl+r from a field) to see its picture")
+            preview.show_pil(None, f"{label}: run the graph (r, ctrl+r) to see its picture")
         else:
             preview.show_pil(None, f"{label}: no picture output")
 
