@@ -28,7 +28,7 @@ from .node import NodeSpec
 ENTRY_POINT_GROUP = "nodegraph.nodes"
 
 # One module per topic in nodegraph.nodes; imported in this order.
-BUILTIN_PACKS = ["primitives", "image", "models", "text", "latent", "guidance", "sampling", "controlnet", "schedule", "color", "video", "flow", "transform", "depth", "check", "world", "minisd", "train", "clip_space"]
+BUILTIN_PACKS = ["primitives", "image", "models", "text", "latent", "guidance", "sampling", "controlnet", "schedule", "color", "video", "flow", "transform", "depth", "check", "world", "world_reader", "minisd", "train", "clip_space"]
 
 
 class Registry:
