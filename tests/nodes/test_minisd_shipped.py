@@ -16,7 +16,7 @@ from nodegraph.nodes import train as T
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SHIPPED = builtin_model_roots()[0]
-TRAINED = ("minisd", "minisd-controlnet-canny", "minisd-depth", "minisd-clip")
+TRAINED = ("minisd", "minisd-controlnet-canny", "minisd-depth", "minisd-clip", "world-reader")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
