@@ -48,6 +48,7 @@ from nodegraph.lazy import lazy_import
 from nodegraph.types import Depth, Image
 
 from .device import pick_device
+from .models import NET_WEIGHTS, read_net_folder, save_net_folder
 from .image import image_to_pil
 
 torch = lazy_import("torch")
@@ -58,8 +59,6 @@ Normalize = Literal["per_image", "none"]
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 MINISD_DEPTH_MODEL = "minisd-depth"  # the folder the minisd backend reads by default
 DEPTH_NET_ARCHITECTURE = "MiniSDDepthNet"
-DEPTH_NET_CONFIG = "config.json"
-DEPTH_NET_WEIGHTS = "model.safetensors"
 
 
 # ---- the MiniSD depth net ---------------------------------------------------------------------
@@ -128,29 +127,13 @@ def build_depth_net(config: dict | None = None):
 
 def save_depth_net(net, folder: Path) -> None:
     """config.json + model.safetensors in `folder` (which must exist)."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    (folder / DEPTH_NET_CONFIG).write_text(json.dumps(net.config, indent=2) + "\n")
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(folder / DEPTH_NET_WEIGHTS), metadata={"format": "pt"})
+    save_net_folder(net, folder)
 
 
 def load_depth_net(folder: Path | str, device: Any = None):
     """Read a depth net folder written by TrainDepthNet (config.json + model.safetensors);
     returns the network in eval mode on `device` (default: pick_device())."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    config_path, weights_path = folder / DEPTH_NET_CONFIG, folder / DEPTH_NET_WEIGHTS
-    if not config_path.exists() or not weights_path.exists():
-        raise FileNotFoundError(f"{folder} is not a MiniSD depth net folder (needs {DEPTH_NET_CONFIG} and {DEPTH_NET_WEIGHTS})")
-    config = json.loads(config_path.read_text())
-    if config.get("architecture") != DEPTH_NET_ARCHITECTURE:
-        raise ValueError(f"{config_path} describes {config.get('architecture')!r}, not a {DEPTH_NET_ARCHITECTURE}")
-    net = build_depth_net(config)
-    net.load_state_dict(load_file(str(weights_path)))
-    return net.eval().requires_grad_(False).to(device or pick_device())
+    return read_net_folder(folder, DEPTH_NET_ARCHITECTURE, build_depth_net, "MiniSD depth net").to(device or pick_device())
 
 
 @lru_cache(maxsize=2)
@@ -169,7 +152,7 @@ def _run_minisd(image, model: str, ctx: RunContext):
         raise NodeInputError("model", f"no MiniSD depth net folder {name!r} under the model roots ({shown}); {train_hint}",
                              expected="a folder written by TrainDepthNet", got=repr(name)) from None
     try:
-        net = _load_minisd_depth(str(folder), (folder / DEPTH_NET_WEIGHTS).stat().st_mtime)
+        net = _load_minisd_depth(str(folder), (folder / NET_WEIGHTS).stat().st_mtime)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise NodeInputError("model", f"cannot load the MiniSD depth net from {folder}: {str(exc).splitlines()[0]}",
                              expected="a folder written by TrainDepthNet", got=repr(name)) from None

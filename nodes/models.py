@@ -394,6 +394,42 @@ def _dtype_of(name: str) -> Any:
     return pick_dtype() if name == "auto" else getattr(torch, name)
 
 
+# ---- small project networks: config.json + model.safetensors --------------------------------
+
+NET_CONFIG = "config.json"
+NET_WEIGHTS = "model.safetensors"
+
+
+def save_net_folder(net: Any, folder: Path) -> None:
+    """Write one of the project's own small networks (the depth net, the world reader) as
+    config.json (its `config` dict, which names its architecture) + model.safetensors in
+    `folder` (which must exist)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    (folder / NET_CONFIG).write_text(json.dumps(net.config, indent=2) + "\n")
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(folder / NET_WEIGHTS), metadata={"format": "pt"})
+
+
+def read_net_folder(folder: Path | str, architecture: str, build: Callable[[dict], Any], what: str) -> Any:
+    """Read a folder written by save_net_folder: checks that its config names
+    `architecture`, builds the network with `build(config)` and loads the weights (cast to
+    the network's dtype). Returns it in eval mode, without gradients, on the CPU."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config_path, weights_path = folder / NET_CONFIG, folder / NET_WEIGHTS
+    if not config_path.exists() or not weights_path.exists():
+        raise FileNotFoundError(f"{folder} is not a {what} folder (needs {NET_CONFIG} and {NET_WEIGHTS})")
+    config = json.loads(config_path.read_text())
+    if config.get("architecture") != architecture:
+        raise ValueError(f"{config_path} describes {config.get('architecture')!r}, not a {architecture}")
+    net = build(config)
+    net.load_state_dict(load_file(str(weights_path)))
+    return net.eval().requires_grad_(False)
+
+
 # ---- component loaders (each cached by the manager) -----------------------------------------
 
 

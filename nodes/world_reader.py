@@ -69,6 +69,7 @@ from nodegraph.lazy import lazy_import
 from nodegraph.types import Seed
 
 from . import world
+from .models import read_net_folder, save_net_folder
 
 torch = lazy_import("torch")
 F = lazy_import("torch.nn.functional")
@@ -76,8 +77,6 @@ np = lazy_import("numpy")
 cv2 = lazy_import("cv2")
 
 ARCHITECTURE = "WorldShapeReader"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 SHIPPED_NAME = "world-reader"
 CROP = 32  # side of the crop the network reads
 CROP_SCALE = 1.5  # the crop is this much larger than the object's box
@@ -186,29 +185,13 @@ def build_reader(config: dict | None = None):
 
 def save_reader(net, folder: Path) -> None:
     """config.json + model.safetensors in `folder` (which must exist)."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    (folder / CONFIG_FILE).write_text(json.dumps(net.config, indent=2) + "\n")
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    save_net_folder(net, folder)
 
 
 def load_reader(folder: Path | str):
     """Read a folder written by TrainWorldReader; the network in eval mode, fp32, on the CPU
     (reading a few hundred crops is quicker there than moving them to a GPU)."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-    if not config_path.exists() or not weights_path.exists():
-        raise FileNotFoundError(f"{folder} is not a world reader folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    config = json.loads(config_path.read_text())
-    if config.get("architecture") != ARCHITECTURE:
-        raise ValueError(f"{config_path} describes {config.get('architecture')!r}, not a {ARCHITECTURE}")
-    net = build_reader(config)
-    net.load_state_dict({k: v.float() for k, v in load_file(str(weights_path)).items()})
-    return net.eval().requires_grad_(False)
+    return read_net_folder(folder, ARCHITECTURE, build_reader, "world reader")
 
 
 @lru_cache(maxsize=4)

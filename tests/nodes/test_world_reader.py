@@ -15,6 +15,7 @@ from nodegraph.context import CancelToken, RunContext
 from nodegraph.errors import Cancelled, NodeInputError
 from nodegraph.nodes import train as T
 from nodegraph.nodes import world as W
+from nodegraph.nodes import models as M
 from nodegraph.nodes import world_reader as R
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -37,8 +38,8 @@ def _share(rows, key="shape"):
 
 def test_shipped_reader_is_small_and_names_every_world_shape():
     folder = R.shipped_folder()
-    assert {p.name for p in folder.iterdir()} >= {R.CONFIG_FILE, R.WEIGHTS_FILE, T.MARKER}
-    assert (folder / R.WEIGHTS_FILE).stat().st_size < 0.5 * 2**20
+    assert {p.name for p in folder.iterdir()} >= {M.NET_CONFIG, M.NET_WEIGHTS, T.MARKER}
+    assert (folder / M.NET_WEIGHTS).stat().st_size < 0.5 * 2**20
     net = R.default_reader()
     assert net is R.default_reader()  # loaded once
     assert net.config["kinds"] == list(W.SHAPES) and 0 < net.config["unclear_below"] < 1
@@ -121,7 +122,7 @@ def test_training_steps_reduce_the_loss_and_write_a_folder_the_evaluator_reads(r
     result = R.train_world_reader(ctx, seed=3, steps=24, batch_size=8, learning_rate=2e-3, checkpoint_every=12, name="wr")
     assert result.reader_path == "wr" and 0.0 <= result.holdout_accuracy <= 1.0
     folder = roots.models[0] / "wr"
-    assert {p.name for p in folder.iterdir()} == {R.CONFIG_FILE, R.WEIGHTS_FILE, T.MARKER}
+    assert {p.name for p in folder.iterdir()} == {M.NET_CONFIG, M.NET_WEIGHTS, T.MARKER}
     net = R.load_reader(folder)
     after = _holdout_loss(net)
     assert after < before - 0.3, (before, after)
@@ -162,8 +163,8 @@ def test_training_resumes_after_cancel_with_identical_weights(tmp_path):
     steps = []
     R.train_world_reader(make_ctx(resumed, "r", lambda s, n, p, t: steps.append(s)), **kwargs)
     assert steps[0] == 2 and 1 not in steps
-    a = load_file(straight.models[0] / "r" / R.WEIGHTS_FILE)
-    b = load_file(resumed.models[0] / "r" / R.WEIGHTS_FILE)
+    a = load_file(straight.models[0] / "r" / M.NET_WEIGHTS)
+    b = load_file(resumed.models[0] / "r" / M.NET_WEIGHTS)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
