@@ -13,7 +13,10 @@ roots (the packaged ones by default), offline. Printed, with the target next to 
   it unclear; checked against ground truth in tests/nodes/test_world*.py). Colour+shape
   correct >= 90 %, position word correct >= 80 %. The same pictures read by the analytic
   template fit are printed too;
-- the same prompts and seeds at CFG 1.0 (no guidance): must be clearly lower;
+- the same prompts and seeds at CFG 1.0 (no guidance): must be clearly lower; "whole
+  prompt" (every word right: colour, shape, size, position, one object) shows it best;
+- two-object prompts ("a red circle right of a white square") at both CFGs: colour+shape
+  of both objects and the relation word (no target; it shows what guidance cannot fix);
 - the same measures on exact world pictures of the prompts after a VAE round trip (the
   decoder's ceiling), and colour+shape per size word for all three;
 - VAE reconstruction PSNR on held-out world pictures: >= 28 dB;
@@ -104,13 +107,33 @@ def generate(ctx, parts, prompts, seed, cfg, steps, chunk=48, controls=None):
 
 def prompt_accuracy(images, prompts, reader: str = "trained") -> dict[str, float]:
     """Shares of pictures with colour, shape, position, colour+shape right, as the world's
-    reader sees them (the trained one, or the template fit: reader="analytic"); and
+    reader sees them (the trained one, or the template fit: reader="analytic"); "whole":
+    every word of the prompt right (size and position too, and no extra object); and
     colour+shape per size word ("small", "medium", "large")."""
-    reports = [world.evaluate(images[i : i + 1], p, reader=reader)["accuracy"] for i, p in enumerate(prompts)]
-    shares = {key: statistics.mean(r[key] for r in reports) for key in ("color", "shape", "position", "color_and_shape")}
+    reports = [world.evaluate(images[i : i + 1], p, reader=reader) for i, p in enumerate(prompts)]
+    fields = [r["accuracy"] for r in reports]
+    shares = {key: statistics.mean(f[key] for f in fields) for key in ("color", "shape", "position", "color_and_shape")}
+    shares["whole"] = statistics.mean(r["all_correct"] for r in reports)
     for size in world.SIZES:
-        shares[size] = statistics.mean(r["color_and_shape"] for r, p in zip(reports, prompts) if f" {size} " in p)
+        shares[size] = statistics.mean(f["color_and_shape"] for f, p in zip(fields, prompts) if f" {size} " in p)
     return shares
+
+
+def two_object_prompts(count: int) -> list[str]:
+    """Captions of `count` random held-out two-object scenes ("a red circle right of a white
+    square"): colour, shape and a relation word for each pair."""
+    rng = np.random.default_rng(HOLDOUT_SEED + 1)
+    return [world.caption(world.sample_scene(rng, 2)) for _ in range(count)]
+
+
+def two_object_accuracy(images, prompts) -> dict[str, float]:
+    """Colour+shape of both objects, the relation word, and the whole prompt right."""
+    reports = [world.evaluate(images[i : i + 1], p) for i, p in enumerate(prompts)]
+    return {
+        "color_and_shape": statistics.mean(r["accuracy"]["color_and_shape"] for r in reports),
+        "relation": statistics.mean(r["accuracy"]["relation"] for r in reports),
+        "whole": statistics.mean(r["all_correct"] for r in reports),
+    }
 
 
 def round_trip_accuracy(vae, prompts: list[str]) -> dict[str, float]:
@@ -156,16 +179,26 @@ def main() -> None:
     print(f"\nprompt following over {len(prompts)} pictures, {args.steps} steps "
           f"({len(world.COLORS)} colours x {len(world.SHAPES)} shapes, {len(prompts) / (len(world.COLORS) * len(world.SHAPES)):g} each):")
     bound = round_trip_accuracy(parts[2], prompts)
-    print(f"  {'':16} {'colour':>8} {'shape':>8} {'colour+shape':>13} {'position':>9}   colour+shape by size: small medium large")
+    print(f"  {'':16} {'colour':>8} {'shape':>8} {'colour+shape':>13} {'position':>9} {'whole prompt':>13}"
+          "   colour+shape by size: small medium large")
     rows = ((f"CFG {args.cfg:g}", guided), ("CFG 1", unguided), ("VAE round trip", bound), (f"CFG {args.cfg:g}, template", template_fit))
     for label, acc in rows:
-        print(f"  {label:16} {acc['color']:8.1%} {acc['shape']:8.1%} {acc['color_and_shape']:13.1%} {acc['position']:9.1%}   "
-              f"{acc['small']:27.1%} {acc['medium']:6.1%} {acc['large']:5.1%}")
-    print("  (read by the trained world reader; VAE round trip: exact world pictures of the same prompts, encoded and\n"
-          "   decoded: the decoder's ceiling; template: the CFG pictures read by the analytic template fit instead)")
+        print(f"  {label:16} {acc['color']:8.1%} {acc['shape']:8.1%} {acc['color_and_shape']:13.1%} {acc['position']:9.1%} "
+              f"{acc['whole']:13.1%}   {acc['small']:27.1%} {acc['medium']:6.1%} {acc['large']:5.1%}")
+    print("  (read by the trained world reader; whole prompt: colour, shape, size and position all right and no other\n"
+          "   object; VAE round trip: exact world pictures of the same prompts, encoded and decoded: the decoder's\n"
+          "   ceiling; template: the CFG pictures read by the analytic template fit instead)")
     print(f"  targets: colour+shape >= 90 %, position >= 80 % at CFG {args.cfg:g}; CFG 1 clearly lower "
-          f"(drop: {guided['color_and_shape'] - unguided['color_and_shape']:+.1%} colour+shape, "
+          f"(drop: {guided['whole'] - unguided['whole']:+.1%} whole prompt, "
+          f"{guided['color_and_shape'] - unguided['color_and_shape']:+.1%} colour+shape, "
           f"{guided['position'] - unguided['position']:+.1%} position)")
+    pairs = two_object_prompts(args.images // 2)
+    print(f"\ntwo-object prompts ({len(pairs)}, e.g. \"{pairs[0]}\"; not a target: shows what guidance does not fix):")
+    print(f"  {'':16} {'colour+shape':>13} {'relation':>9} {'whole prompt':>13}")
+    for cfg in (args.cfg, 1.0):
+        acc = two_object_accuracy(generate(ctx, parts, pairs, args.seed, cfg, args.steps), pairs)
+        print(f"  {f'CFG {cfg:g}':16} {acc['color_and_shape']:13.1%} {acc['relation']:9.1%} {acc['whole']:13.1%}")
+    print("  (relation: 'left of', 'right of', 'above', 'below' true of the two objects found; chance is about 50 %)")
     print(f"  batched generation: {per_image:.3f} s per picture")
 
     times = []
