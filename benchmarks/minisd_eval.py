@@ -16,7 +16,7 @@ roots (the packaged ones by default), offline. Printed, with the target next to 
 - the same prompts and seeds at CFG 1.0 (no guidance): must be clearly lower; "whole
   prompt" (every word right: colour, shape, size, position, one object) shows it best;
 - two-object prompts ("a red circle right of a white square") at both CFGs: colour+shape
-  of both objects and the relation word (no target; it shows what guidance cannot fix);
+  of both objects and the relation word (no target: guidance helps the shapes, not the relation);
 - the same measures on exact world pictures of the prompts after a VAE round trip (the
   decoder's ceiling), and colour+shape per size word for all three;
 - VAE reconstruction PSNR on held-out world pictures: >= 28 dB;
@@ -192,14 +192,14 @@ def main() -> None:
           f"(drop: {guided['whole'] - unguided['whole']:+.1%} whole prompt, "
           f"{guided['color_and_shape'] - unguided['color_and_shape']:+.1%} colour+shape, "
           f"{guided['position'] - unguided['position']:+.1%} position)")
+    print(f"  batched generation: {per_image:.3f} s per picture")
     pairs = two_object_prompts(args.images // 2)
-    print(f"\ntwo-object prompts ({len(pairs)}, e.g. \"{pairs[0]}\"; not a target: shows what guidance does not fix):")
+    print(f"\ntwo-object prompts ({len(pairs)}, e.g. \"{pairs[0]}\"; not a target: guidance helps the shapes, not the relation word):")
     print(f"  {'':16} {'colour+shape':>13} {'relation':>9} {'whole prompt':>13}")
     for cfg in (args.cfg, 1.0):
         acc = two_object_accuracy(generate(ctx, parts, pairs, args.seed, cfg, args.steps), pairs)
         print(f"  {f'CFG {cfg:g}':16} {acc['color_and_shape']:13.1%} {acc['relation']:9.1%} {acc['whole']:13.1%}")
     print("  (relation: 'left of', 'right of', 'above', 'below' true of the two objects found; chance is about 50 %)")
-    print(f"  batched generation: {per_image:.3f} s per picture")
 
     times = []
     one = conditioning(parts[1], [prompts[0]]), conditioning(parts[1], [""])
