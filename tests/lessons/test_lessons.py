@@ -146,10 +146,10 @@ SD_BREAKS = {
     4: (lambda g: g.nodes["26"].inputs.update(step=2), {"31"}),  # the "later" picture is noisier
     5: (lambda g: g.nodes["39"].inputs.update(cfg=1.0), {"59"}),  # the opened loop guides its first step differently
     6: (lambda g: g.nodes["65"].inputs.update(cfg=1.0), {"69"}),  # no guidance on either side
-    7: (lambda g: g.nodes["73"].inputs.update(steps=1), {"81", "83"}),  # one DPM++ step lands far from Euler, colour unsettled
-    8: (lambda g: (g.nodes["85"].inputs.update(denoise=0.8), g.nodes["89"].inputs.update(denoise=0.3)), {"93"}),  # the two strengths swapped
-    9: (lambda g: g.nodes["95"].inputs.update(latent_image=_link("3", "latent")), {"102"}),  # no mask: all repainted
-    10: (lambda g: g.nodes["107"].inputs.update(strength=0.0), {"117"}),  # the ControlNet adds nothing
+    7: (lambda g: g.nodes["75"].inputs.update(steps=1), {"83", "85"}),  # one DPM++ step lands far from Euler, colour unsettled
+    8: (lambda g: (g.nodes["87"].inputs.update(denoise=0.8), g.nodes["91"].inputs.update(denoise=0.3)), {"95"}),  # the two strengths swapped
+    9: (lambda g: g.nodes["97"].inputs.update(latent_image=_link("3", "latent")), {"104"}),  # no mask: all repainted
+    10: (lambda g: g.nodes["109"].inputs.update(strength=0.0), {"119"}),  # the ControlNet adds nothing
 }
 
 
