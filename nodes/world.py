@@ -98,10 +98,11 @@ template); noise σ 0.06 100 % vs 100 %; no "unclear" answers on any of them. At
 (trained at 64 only) clean renders give 98.8 % vs 90.4 %, at 128 px 100 % vs 100 %.
 Reading 240 pictures takes about 1.6 s (trained) or 2.1 s (analytic) on one CPU thread.
 
-On 240 one-object pictures drawn by the shipped MiniSD (benchmarks/minisd_eval.py's
-prompts and seeds, 20 steps, CFG 8) the two readers name the same shape for 213 (88.8 %);
-colour and shape as prompted: 80.8 % read by the trained reader, 86.2 % by the template
-fit. Looking at the 27 pictures where they differ: the trained reader is the stricter
+On 240 one-object pictures drawn by an earlier MiniSD (an 8000-step UNet on a VAE trained
+without object weighting; benchmarks/minisd_eval.py's prompts and seeds, 20 steps, CFG 8)
+the two readers named the same shape for 213 (88.8 %); colour and shape as prompted:
+80.8 % read by the trained reader, 86.2 % by the template fit. (The shipped MiniSD draws
+cleaner outlines: 97.5 % and 95.8 %.) Looking at the 27 pictures where they differed: the trained reader is the stricter
 judge, and a person mostly sides with it on odd outlines (a T-shape, a thin spike, a
 boomerang, two merged blobs: "unclear", where the template fit accepts the nearest
 template) and on MiniSD's four-lobed "diamonds", which look like rounded crosses (it says
