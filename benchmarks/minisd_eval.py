@@ -16,7 +16,7 @@ roots (the packaged ones by default), offline. Printed, with the target next to 
 - the same prompts and seeds at CFG 1.0 (no guidance): must be clearly lower; "whole
   prompt" (every word right: colour, shape, size, position, one object) shows it best;
 - two-object prompts ("a red circle right of a white square") at both CFGs: colour+shape
-  of both objects and the relation word (no target: guidance helps the shapes, not the relation);
+  of both objects, the relation word ("left of", "above") and the whole prompt (no target);
 - the same measures on exact world pictures of the prompts after a VAE round trip (the
   decoder's ceiling), and colour+shape per size word for all three;
 - VAE reconstruction PSNR on held-out world pictures: >= 28 dB;
@@ -105,12 +105,17 @@ def generate(ctx, parts, prompts, seed, cfg, steps, chunk=48, controls=None):
     return torch.cat(images)
 
 
+def read_back(images, prompts, reader: str = "trained") -> list[dict]:
+    """The world evaluator's report on each picture against its own prompt."""
+    return [world.evaluate(images[i : i + 1], p, reader=reader) for i, p in enumerate(prompts)]
+
+
 def prompt_accuracy(images, prompts, reader: str = "trained") -> dict[str, float]:
     """Shares of pictures with colour, shape, position, colour+shape right, as the world's
     reader sees them (the trained one, or the template fit: reader="analytic"); "whole":
     every word of the prompt right (size and position too, and no extra object); and
     colour+shape per size word ("small", "medium", "large")."""
-    reports = [world.evaluate(images[i : i + 1], p, reader=reader) for i, p in enumerate(prompts)]
+    reports = read_back(images, prompts, reader)
     fields = [r["accuracy"] for r in reports]
     shares = {key: statistics.mean(f[key] for f in fields) for key in ("color", "shape", "position", "color_and_shape")}
     shares["whole"] = statistics.mean(r["all_correct"] for r in reports)
@@ -128,7 +133,7 @@ def two_object_prompts(count: int) -> list[str]:
 
 def two_object_accuracy(images, prompts) -> dict[str, float]:
     """Colour+shape of both objects, the relation word, and the whole prompt right."""
-    reports = [world.evaluate(images[i : i + 1], p) for i, p in enumerate(prompts)]
+    reports = read_back(images, prompts)
     return {
         "color_and_shape": statistics.mean(r["accuracy"]["color_and_shape"] for r in reports),
         "relation": statistics.mean(r["accuracy"]["relation"] for r in reports),
@@ -194,7 +199,7 @@ def main() -> None:
           f"{guided['position'] - unguided['position']:+.1%} position)")
     print(f"  batched generation: {per_image:.3f} s per picture")
     pairs = two_object_prompts(args.images // 2)
-    print(f"\ntwo-object prompts ({len(pairs)}, e.g. \"{pairs[0]}\"; not a target: guidance helps the shapes, not the relation word):")
+    print(f"\ntwo-object prompts ({len(pairs)}, e.g. \"{pairs[0]}\"; not a target):")
     print(f"  {'':16} {'colour+shape':>13} {'relation':>9} {'whole prompt':>13}")
     for cfg in (args.cfg, 1.0):
         acc = two_object_accuracy(generate(ctx, parts, pairs, args.seed, cfg, args.steps), pairs)
