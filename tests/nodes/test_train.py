@@ -342,6 +342,20 @@ def test_controlnet_resumes_after_cancel_with_identical_weights(tmp_path, base_p
     )
 
 
+def test_denoiser_resumes_after_cancel_with_identical_weights(tmp_path, trained_vae):
+    """MiniSD's UNet is trained for hours, so it is the trainer most often stopped and resumed."""
+    import shutil
+
+    vae_roots, vae_result, _, _ = trained_vae
+    _cancel_and_resume(
+        tmp_path, T.train_denoiser,
+        dict(vae="vae", seed=2, steps=3, batch_size=2, learning_rate=2e-3, dataset_size=16, lr_decay=0.5,
+             checkpoint_every=3, name="den"),
+        "unet/diffusion_pytorch_model.safetensors",
+        prepare=lambda roots: shutil.copytree(vae_roots.models[0] / vae_result.vae_path, roots.models[0] / "vae"),
+    )
+
+
 def test_depth_net_resumes_after_cancel_with_identical_weights(tmp_path):
     _cancel_and_resume(
         tmp_path, T.train_depth_net,
